@@ -1,0 +1,24 @@
+"""Block types by the name a user writes after ``type:``."""
+from __future__ import annotations
+
+from .base import Block
+
+_BLOCKS: dict[str, type[Block]] = {}
+
+
+def register(cls: type[Block]) -> type[Block]:
+    name = cls.model_fields["type"].default
+    if name in _BLOCKS:
+        raise ValueError(f"block type {name!r} registered twice")
+    _BLOCKS[name] = cls
+    return cls
+
+
+def all_blocks() -> dict[str, type[Block]]:
+    from . import dense, experts, features  # noqa: F401  (registers the families)
+
+    return dict(_BLOCKS)
+
+
+def get(name: str) -> type[Block]:
+    return all_blocks()[name]

@@ -1,0 +1,103 @@
+"""The blueprint language as pydantic models: one typed class per section.
+
+The ``blocks`` section is a discriminated union over every registered block type; it is
+assembled from the registry by :func:`blueprint_model`, so a new block needs no edit here.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CategoricalFeature(Strict):
+    name: Identifier = Field(description="Column name of the feature.")
+    kind: Literal["categorical"] = Field(description="An id looked up in an embedding table.")
+    dim: int = Field(8, ge=1, le=1024, description="Embedding width.")
+    vocab_size: int | None = Field(
+        None, ge=2, description="Rows of the embedding table, out-of-vocabulary bucket included. "
+        "Fitted from the training data when omitted.")
+
+
+class NumericFeature(Strict):
+    name: Identifier = Field(description="Column name of the feature.")
+    kind: Literal["numeric"] = Field(description="A float column, standardised inside the model.")
+
+
+Feature = Annotated[Union[CategoricalFeature, NumericFeature], Field(discriminator="kind")]
+
+
+class Task(Strict):
+    name: Identifier = Field(description="Task name; the model output of the same name.")
+    label: Identifier | None = Field(None, description="Label column (defaults to the task name).")
+    type: Literal["binary"] = Field("binary", description="Binary classification (a probability).")
+
+    @property
+    def label_column(self) -> str:
+        return self.label or self.name
+
+
+class Scenarios(Strict):
+    feature: Identifier = Field(description="Categorical feature whose value is the scenario id.")
+    count: int | None = Field(None, ge=2, description="Number of scenarios (ids 0..count-1).")
+
+
+class FixedLoss(Strict):
+    fusion: Literal["fixed"] = Field(description="L = sum_t w_t L_t with constant weights.")
+    weights: dict[Identifier, float] = Field(
+        default_factory=dict, description="Per-task weight; tasks not named get 1.0.")
+
+
+LossSection = Annotated[Union[FixedLoss], Field(discriminator="fusion")]
+
+
+class Training(Strict):
+    optimizer: Literal["adam", "adamw", "adagrad", "sgd", "rmsprop"] = "adam"
+    learning_rate: float = Field(1e-3, gt=0, le=10)
+    batch_size: int = Field(1024, ge=1, le=1_048_576)
+    epochs: int = Field(1, ge=1, le=10_000)
+    seed: int = Field(42, ge=0, description="Seed for weights, shuffling and dropout.")
+
+
+class BlueprintBase(Strict):
+    name: Identifier = Field(description="Model name.")
+    description: str = Field("", description="Free text, shown in docs and summaries.")
+    features: list[Feature] = Field(min_length=1, description="Input features.")
+    groups: dict[Identifier, list[Identifier]] = Field(
+        default_factory=dict, description="Named lists of features, consumed by `embed` blocks.")
+    tasks: list[Task] = Field(min_length=1, description="Prediction tasks (one output each).")
+    scenarios: Scenarios | None = Field(None, description="Multi-scenario blueprints only.")
+    outputs: dict[Identifier, str] = Field(description="Task name -> reference to its output block.")
+    loss: LossSection = Field(default_factory=lambda: FixedLoss(fusion="fixed"),
+                              description="How per-task losses are fused.")
+    training: Training = Field(default_factory=Training, description="Training settings.")
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    def feature(self, name: str):
+        return next((f for f in self.features if f.name == name), None)
+
+
+@functools.cache
+def blueprint_model() -> type[BlueprintBase]:
+    """The Blueprint class, with ``blocks`` a discriminated union of every registered block."""
+    from pydantic import create_model
+
+    from ..blocks import registry
+
+    union = Annotated[Union[tuple(registry.all_blocks().values())], Field(discriminator="type")]
+    return create_model(
+        "Blueprint", __base__=BlueprintBase,
+        blocks=(dict[Identifier, union], Field(min_length=1, description="Named blocks of the model graph.")),
+    )

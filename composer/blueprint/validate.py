@@ -1,0 +1,256 @@
+"""From a YAML file to a checked Blueprint, with every mistake located in the file."""
+from __future__ import annotations
+
+import typing
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import BlueprintError, did_you_mean
+from .loader import Document, load_file, load_text, path_text
+from .schema import blueprint_model
+
+
+def load_blueprint(file: str):
+    """Load, schema-check and cross-check a blueprint file. Returns (Blueprint, Document)."""
+    return check_document(load_file(file))
+
+
+def load_blueprint_text(text: str, file: str = "<string>"):
+    return check_document(load_text(text, file))
+
+
+def check_document(doc: Document):
+    model = blueprint_model()
+    if not isinstance(doc.data, dict):
+        got = type(doc.data).__name__
+        raise BlueprintError(f"a blueprint must be a mapping at the top level, got a {_kind(got)}",
+                             location=doc.location(()),
+                             hint="start with 'name:', 'features:', 'tasks:', 'blocks:', 'outputs:'")
+    try:
+        bp = model.model_validate(doc.data)
+    except ValidationError as exc:
+        raise BlueprintError.many([_located(err, doc, model) for err in exc.errors()]) from None
+    problems = list(_cross_check(bp, doc))
+    if problems:
+        raise BlueprintError.many(problems)
+    return bp, doc
+
+
+def _kind(pyname: str) -> str:
+    return {"list": "list", "str": "string", "int": "number", "float": "number",
+            "bool": "boolean", "NoneType": "null"}.get(pyname, pyname)
+
+
+# -- pydantic errors -> located messages ------------------------------------------------------
+def _data_path(loc: tuple, data) -> tuple:
+    """pydantic puts discriminator tags (and function names) into ``loc``; drop what is not
+    a real key or index of the document."""
+    path, node = [], data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and part in (node.get("type"), node.get("kind"), node.get("fusion")):
+            continue  # a discriminator tag, not a key
+        else:
+            path.append(part)
+            node = None
+    return tuple(path)
+
+
+def _model_at(model: type[BaseModel], path: tuple, data):
+    """The pydantic model that owns the keys of the mapping at ``path``, if one does."""
+    ann, node = model, data
+    for part in path:
+        ann = _unwrap(ann, node)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            field = ann.model_fields.get(part)
+            if field is None:
+                return None
+            ann = field.annotation
+        else:
+            origin = typing.get_origin(ann)
+            args = typing.get_args(ann)
+            if origin is dict:
+                ann = args[1]
+            elif origin is list:
+                ann = args[0]
+            else:
+                return None
+        node = node.get(part) if isinstance(node, dict) else (
+            node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None)
+    ann = _unwrap(ann, node)
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+
+
+def _unwrap(ann, node):
+    while True:
+        origin = typing.get_origin(ann)
+        if origin is typing.Annotated:
+            ann = typing.get_args(ann)[0]
+        elif origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+            members = [a for a in typing.get_args(ann) if a is not type(None)]
+            ann = _pick_member(members, node)
+            if ann is None:
+                return None
+        else:
+            return ann
+
+
+def _pick_member(members, node):
+    if len(members) == 1:
+        return members[0]
+    if isinstance(node, dict):
+        for m in members:
+            if isinstance(m, type) and issubclass(m, BaseModel):
+                for tag in ("type", "kind", "fusion"):
+                    f = m.model_fields.get(tag)
+                    if f is not None and typing.get_args(f.annotation) and node.get(tag) in typing.get_args(f.annotation):
+                        return m
+    return None
+
+
+_MESSAGES = {
+    "missing": "missing required key",
+    "int_parsing": "expected an integer",
+    "int_type": "expected an integer",
+    "int_from_float": "expected an integer, not a fraction",
+    "float_parsing": "expected a number",
+    "float_type": "expected a number",
+    "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping",
+    "model_attributes_type": "expected a mapping",
+}
+
+
+def _located(err: dict, doc: Document, model) -> BlueprintError:
+    path = _data_path(err["loc"], doc.data)
+    etype, ctx = err["type"], err.get("ctx", {})
+    got = err.get("input")
+    key = path_text(path)
+    if etype == "extra_forbidden":
+        owner = _model_at(model, path[:-1], doc.data)
+        allowed = owner.model_fields.keys() if owner else []
+        return BlueprintError(f"unknown key '{path[-1]}'", location=doc.location(path, at_key=True),
+                              key=path_text(path[:-1]), hint=did_you_mean(path[-1], allowed, what="valid keys"))
+    if etype == "union_tag_invalid":
+        tag = ctx.get("discriminator", "").strip("'")
+        valid = [t.strip().strip("'") for t in ctx.get("expected_tags", "").split(",")]
+        return BlueprintError(f"unknown {tag} '{ctx.get('tag')}'", location=doc.location(path + (tag,)),
+                              key=path_text(path + (tag,)), hint=did_you_mean(ctx.get("tag"), valid, what=f"valid {tag}s"))
+    if etype == "union_tag_not_found":
+        tag = ctx.get("discriminator", "").strip("'")
+        owner_valid = _tags_for(tag)
+        return BlueprintError(f"missing '{tag}'", location=doc.location(path), key=key,
+                              hint=f"add '{tag}:' with one of: {', '.join(owner_valid)}")
+    if etype == "missing":
+        owner = _model_at(model, path[:-1], doc.data)
+        desc = owner.model_fields[path[-1]].description if owner and path[-1] in owner.model_fields else None
+        return BlueprintError(f"missing required key '{path[-1]}'", location=doc.location(path[:-1]),
+                              key=path_text(path[:-1]) if path[:-1] else None,
+                              hint=f"'{path[-1]}': {desc}" if desc else None)
+    if etype == "literal_error":
+        expected = ctx.get("expected", "")
+        choices = [c.strip().strip("'") for c in expected.replace(" or ", ", ").split(",")]
+        return BlueprintError(f"'{got}' is not allowed", location=doc.location(path), key=key,
+                              hint=did_you_mean(got, choices, what="valid values"))
+    if etype == "string_pattern_mismatch":
+        return BlueprintError(f"'{got}' is not a valid name", location=doc.location(path), key=key,
+                              hint="names start with a letter or '_' and hold only letters, digits, '_'")
+    message = _MESSAGES.get(etype)
+    if message is None:
+        message = err["msg"][0].lower() + err["msg"][1:]
+        message = message.replace("input should be", "must be").replace("value should", "must")
+    shown = _shown(got)
+    if shown is not None and etype not in ("missing",):
+        message += f", got {shown}"
+    return BlueprintError(message, location=doc.location(path), key=key)
+
+
+def _shown(value):
+    if isinstance(value, (dict, list)):
+        return f"a {_kind(type(value).__name__)}" if isinstance(value, list) else "a mapping"
+    if isinstance(value, str):
+        return f"'{value}'"
+    if value is None:
+        return "nothing (null)"
+    return repr(value)
+
+
+def _tags_for(tag: str) -> list[str]:
+    from ..blocks import all_blocks
+
+    if tag == "type":
+        return sorted(all_blocks())
+    if tag == "kind":
+        return ["categorical", "numeric"]
+    return ["fixed"]
+
+
+# -- cross-checks the schema cannot express ---------------------------------------------------
+def _cross_check(bp, doc: Document):
+    def err(path, message, hint=None, at_key=False):
+        return BlueprintError(message, location=doc.location(path, at_key=at_key),
+                              key=path_text(path), hint=hint)
+
+    yield from _duplicates([f.name for f in bp.features], "features", "feature", err)
+    yield from _duplicates([t.name for t in bp.tasks], "tasks", "task", err)
+    features = [f.name for f in bp.features]
+    for gname, members in bp.groups.items():
+        for i, member in enumerate(members):
+            if member not in features:
+                yield err(("groups", gname, i), f"unknown feature '{member}'",
+                          did_you_mean(member, features, what="features"))
+        if not members:
+            yield err(("groups", gname), "a group needs at least one feature")
+    for i, task in enumerate(bp.tasks):
+        if task.label_column in features:
+            yield err(("tasks", i, "label" if task.label else "name"),
+                      f"label column '{task.label_column}' is also a feature",
+                      "a label used as a feature leaks the answer; remove it from features")
+    tasks = bp.task_names
+    for name in bp.outputs:
+        if name not in tasks:
+            yield err(("outputs", name), f"'{name}' is not a task", did_you_mean(name, tasks, what="tasks"),
+                      at_key=True)
+    for t in tasks:
+        if t not in bp.outputs:
+            yield err(("outputs",), f"task '{t}' has no output", f"add '{t}: <block reference>'")
+    if bp.scenarios is not None:
+        f = bp.feature(bp.scenarios.feature)
+        if f is None:
+            yield err(("scenarios", "feature"), f"unknown feature '{bp.scenarios.feature}'",
+                      did_you_mean(bp.scenarios.feature, features, what="features"))
+        elif f.kind != "categorical":
+            yield err(("scenarios", "feature"), f"scenario feature '{f.name}' must be categorical")
+    for t in getattr(bp.loss, "weights", {}):
+        if t not in tasks:
+            yield err(("loss", "weights", t), f"'{t}' is not a task", did_you_mean(t, tasks, what="tasks"),
+                      at_key=True)
+    for name, block in bp.blocks.items():
+        group = getattr(block, "group", None)
+        if block.type == "embed" and group not in bp.groups:
+            yield err(("blocks", name, "group"), f"unknown group '{group}'",
+                      did_you_mean(group, bp.groups, what="groups"))
+        if block.for_each == "scenario" and bp.scenarios is None:
+            yield err(("blocks", name, "for_each"), "for_each: scenario needs a 'scenarios:' section")
+        if block.composite and block.for_each:
+            yield err(("blocks", name, "for_each"), f"'{block.type}' is composite and stamps per task itself",
+                      "remove for_each")
+
+
+def _duplicates(names, section, what, err):
+    seen = {}
+    for i, name in enumerate(names):
+        if name in seen:
+            yield err((section, i, "name"), f"duplicate {what} '{name}'",
+                      f"first declared as {section}[{seen[name]}]; names must be unique")
+        else:
+            seen[name] = i

@@ -1,0 +1,88 @@
+"""Block graph -> keras.Model: a thin loop over the topological order.
+
+The model takes packed inputs (see :mod:`composer.layout`) and returns a dict of per-task
+probabilities named after the tasks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .blueprint.errors import BlueprintError
+from .graph import BlockGraph, Context
+
+
+@dataclass
+class BuildContext(Context):
+    """What a block's ``build`` may use: the shared input stage and unique layer names."""
+
+    inputs: dict = field(default_factory=dict)
+    _embedded: dict = field(default_factory=dict)
+    _numeric: object = None
+    numeric_stats: tuple | None = None  # (mean, variance) per numeric column
+
+    def layer_name(self, suffix: str | None = None) -> str:
+        base = self.node.replace("/", ".")
+        return f"{base}.{suffix}" if suffix else base
+
+    def embedded(self, dim: int):
+        """(B, F_dim, dim) embeddings of every `dim`-wide field: one table, one gather."""
+        if dim not in self._embedded:
+            from .layers.features import PackedEmbedding
+
+            names = self.layout.categorical_by_dim[dim]
+            layer = PackedEmbedding([self.layout.vocab_sizes[n] for n in names], dim,
+                                    name=f"embedding_d{dim}")
+            self._embedded[dim] = layer(self.inputs[self.layout.input_name(dim)])
+        return self._embedded[dim]
+
+    def numeric(self):
+        """(B, N) numeric columns, standardised with the training split's statistics."""
+        if self._numeric is None:
+            import keras
+
+            n = len(self.layout.numeric)
+            mean, var = self.numeric_stats or ([0.0] * n, [1.0] * n)
+            self._numeric = keras.layers.Normalization(mean=mean, variance=var, name="numeric_norm")(
+                self.inputs["numeric"])
+        return self._numeric
+
+
+def compile_graph(graph: BlockGraph, numeric_stats=None):
+    """Build the keras.Model for a validated graph."""
+    import keras
+
+    from . import layers  # noqa: F401  (registers the layers)
+
+    missing = graph.layout.missing_vocab()
+    if missing:
+        raise BlueprintError(
+            f"categorical feature(s) {', '.join(missing)} have no vocab_size",
+            location=graph.doc.location(("features",)) if graph.doc else None, key="features",
+            hint="set vocab_size in the blueprint, or train on data so vocabularies are fitted")
+    keras.utils.set_random_seed(graph.blueprint.training.seed)
+    inputs = {name: keras.Input(shape=shape, dtype=dtype, name=name)
+              for name, (shape, dtype) in graph.layout.inputs().items()}
+    ctx = BuildContext(graph.blueprint, graph.layout, inputs=inputs, numeric_stats=numeric_stats)
+    tensors = {}
+    for nid in graph.order:
+        ctx.node = nid
+        ins = {fname: [tensors[t] for t in target] if isinstance(target, list) else tensors[target]
+               for fname, target in graph.inputs[nid]}
+        tensors[nid] = graph.nodes[nid].block.build(ins, ctx)
+    outputs = {}
+    for task, nid in graph.outputs.items():
+        out = tensors[nid]
+        if graph.nodes[nid].out.kind == "logit":
+            out = keras.layers.Activation("sigmoid", name=task)(out)
+        outputs[task] = out
+    return keras.Model(inputs=inputs, outputs=outputs, name=graph.blueprint.name)
+
+
+def compile_blueprint(file: str, vocab_sizes=None, numeric_stats=None):
+    """Load, validate and compile a blueprint file: returns (keras.Model, BlockGraph)."""
+    from .blueprint import load_blueprint
+    from .graph import build_graph
+
+    bp, doc = load_blueprint(file)
+    graph = build_graph(bp, doc, vocab_sizes)
+    return compile_graph(graph, numeric_stats), graph

@@ -1,0 +1,6 @@
+"""Registered, serializable Keras layers (``keras.ops`` only, so every backend runs them).
+
+Imported only when a model is compiled or loaded; importing this package registers every
+layer under the ``composer`` package name for ``keras.saving``.
+"""
+from . import dense, experts, features  # noqa: F401

@@ -1,0 +1,85 @@
+"""Dense layers: the MLP used by mlp, tower and gate blocks, and stop-gradient."""
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="composer")
+class MLP(keras.layers.Layer):
+    """Dense -> [BatchNormalization] -> activation -> [Dropout], once per width.
+
+    Args:
+        units: widths of the layers.
+        activation: activation of every layer (and of the last unless ``output_activation``).
+        dropout: dropout rate after each hidden layer.
+        batch_norm: batch normalisation before each hidden activation.
+        l2: L2 penalty on every kernel.
+        output_activation: ``"same"`` treats the last layer like the others; any activation
+            name makes the last layer a plain Dense with that activation (``"linear"`` for logits).
+
+    Input shape: ``(batch, d)``. Output shape: ``(batch, units[-1])``.
+
+    Example:
+        >>> MLP([16, 1], output_activation="linear")(np.ones((2, 4))).shape
+        (2, 1)
+    """
+
+    def __init__(self, units, activation="relu", dropout=0.0, batch_norm=False, l2=0.0,
+                 output_activation="same", **kwargs):
+        super().__init__(**kwargs)
+        self.units = [int(u) for u in units]
+        self.activation = activation
+        self.dropout = float(dropout)
+        self.batch_norm = bool(batch_norm)
+        self.l2 = float(l2)
+        self.output_activation = output_activation
+
+    def build(self, input_shape):
+        reg = keras.regularizers.L2(self.l2) if self.l2 else None
+        self._steps = []
+        shape = tuple(input_shape)
+        for i, width in enumerate(self.units):
+            plain = i == len(self.units) - 1 and self.output_activation != "same"
+            steps = []
+            if plain:
+                steps.append(keras.layers.Dense(width, activation=self.output_activation,
+                                                kernel_regularizer=reg, name=f"dense_{i}"))
+            else:
+                steps.append(keras.layers.Dense(width, kernel_regularizer=reg, name=f"dense_{i}"))
+                if self.batch_norm:
+                    steps.append(keras.layers.BatchNormalization(name=f"batch_norm_{i}"))
+                steps.append(keras.layers.Activation(self.activation, name=f"activation_{i}"))
+                if self.dropout:
+                    steps.append(keras.layers.Dropout(self.dropout, name=f"dropout_{i}"))
+            for step in steps:
+                step.build(shape)
+                shape = step.compute_output_shape(shape)
+            self._steps.extend(steps)
+
+    def call(self, x, training=None):
+        for step in self._steps:
+            if isinstance(step, (keras.layers.Dropout, keras.layers.BatchNormalization)):
+                x = step(x, training=training)
+            else:
+                x = step(x)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "activation": self.activation,
+                "dropout": self.dropout, "batch_norm": self.batch_norm, "l2": self.l2,
+                "output_activation": self.output_activation}
+
+
+@keras.saving.register_keras_serializable(package="composer")
+class StopGradient(keras.layers.Layer):
+    """Identity in the forward pass; blocks every gradient in the backward pass."""
+
+    def call(self, x):
+        return ops.stop_gradient(x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
