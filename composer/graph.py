@@ -167,7 +167,7 @@ class _Builder:
             return ref
         if ref in self.aliases and ref not in seen:
             return self._resolve(self.aliases[ref], path, consumer, seen + (ref,))
-        where = f" (inside '{consumer.id}')" if consumer and consumer.id != consumer.source else ""
+        where = ""
         if ref in self.stamped:
             choices = ", ".join(self.stamped[ref])
             self.problems.append(self._error(path, f"'{ref}' is stamped per task{where}",
@@ -175,7 +175,7 @@ class _Builder:
         elif ref in self.ports:
             choices = ", ".join(f"{ref}.{p}" for p in self.ports[ref])
             self.problems.append(self._error(path, f"'{ref}' has several outputs{where}",
-                                             f"reference a port: {choices}"))
+                                             f"reference a port: {choices} (or '{ref}.{{task}}' in a block stamped per task)"))
         else:
             base = ref.split(".")[0]
             if base in self.ports or base in self.stamped:

@@ -44,6 +44,12 @@ class BlueprintError(Exception):
 
     @classmethod
     def many(cls, problems: list["BlueprintError"]) -> "BlueprintError":
+        """One error carrying several problems; identical messages (e.g. from the stamped
+        copies of one block) are shown once."""
+        unique = {}
+        for p in problems:
+            unique.setdefault(p.render(), p)
+        problems = list(unique.values())
         first = problems[0]
         first.problems = problems
         first.args = ("\n".join(p.render() for p in problems),)

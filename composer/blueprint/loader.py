@@ -145,7 +145,8 @@ class _Builder:
         raise self._error(node, "unsupported YAML node", path=path)
 
     def _tag_error(self, node, path):
-        return self._error(node, f"YAML tag '{node.tag}' is not allowed",
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+        return self._error(node, f"YAML tag '{tag}' is not allowed",
                            "blueprints are plain data: mappings, lists, strings, numbers, booleans", path)
 
     def _mapping(self, node, path):

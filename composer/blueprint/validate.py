@@ -29,11 +29,30 @@ def check_document(doc: Document):
     try:
         bp = model.model_validate(doc.data)
     except ValidationError as exc:
-        raise BlueprintError.many([_located(err, doc, model) for err in exc.errors()]) from None
+        raise BlueprintError.many(_drop_misspelled_missing(exc.errors(), doc, model)) from None
     problems = list(_cross_check(bp, doc))
     if problems:
         raise BlueprintError.many(problems)
     return bp, doc
+
+
+def _drop_misspelled_missing(errors, doc, model):
+    """'unknown key blokcs' already says what 'missing blocks' would: report it once."""
+    import difflib
+
+    extras = {}
+    for err in errors:
+        if err["type"] == "extra_forbidden":
+            path = _data_path(err["loc"], doc.data)
+            extras.setdefault(path[:-1], []).append(str(path[-1]))
+    out = []
+    for err in errors:
+        if err["type"] == "missing":
+            path = _data_path(err["loc"], doc.data)
+            if difflib.get_close_matches(str(path[-1]), extras.get(path[:-1], []), n=1, cutoff=0.6):
+                continue
+        out.append(_located(err, doc, model))
+    return out
 
 
 def _kind(pyname: str) -> str:
@@ -139,7 +158,8 @@ def _located(err: dict, doc: Document, model) -> BlueprintError:
         owner = _model_at(model, path[:-1], doc.data)
         allowed = owner.model_fields.keys() if owner else []
         return BlueprintError(f"unknown key '{path[-1]}'", location=doc.location(path, at_key=True),
-                              key=path_text(path[:-1]), hint=did_you_mean(path[-1], allowed, what="valid keys"))
+                              key=path_text(path[:-1]) if path[:-1] else None,
+                              hint=did_you_mean(path[-1], allowed, what="valid keys"))
     if etype == "union_tag_invalid":
         tag = ctx.get("discriminator", "").strip("'")
         valid = [t.strip().strip("'") for t in ctx.get("expected_tags", "").split(",")]
