@@ -39,7 +39,8 @@ class Block(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     for_each: Literal["task", "scenario"] | None = Field(
-        None, description="Stamp one copy per task (or scenario); `{task}` in references is replaced.")
+        None, description="Stamp one copy per task (or scenario); `{task}` (`{scenario}`) in "
+        "references is replaced by each name.")
 
     refs: ClassVar[tuple[str, ...]] = ()  # fields holding references to other blocks
     composite: ClassVar[bool] = False

@@ -26,7 +26,8 @@ class ExpertPool(Block):
     units: list[PositiveInt] = Field(min_length=1, description="Hidden widths of each expert.")
     activation: Activation = Field("relu", description="Activation of every expert layer.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout after each expert layer.")
-    implementation: Literal["auto", "einsum", "stacks"] = Field("auto", description="Lowering.")
+    implementation: Literal["auto", "einsum", "stacks"] = Field(
+        "auto", description="einsum: one batched matmul per layer; stacks: K Dense stacks; auto: einsum.")
     refs = ("input",)
     family = "experts"
     paper = "Jacobs et al., Adaptive Mixtures of Local Experts, Neural Computation 1991"

@@ -67,7 +67,7 @@ def load_file(file: str) -> Document:
         raise BlueprintError(f"cannot read file: {exc.strerror}", location=Location(file)) from None
     if size > MAX_BYTES:
         raise BlueprintError(
-            f"file is {size / 1e6:.1f} MB; a blueprint must be under {MAX_BYTES // (1024 * 1024)} MB",
+            f"file is {size / 2**20:.1f} MiB; a blueprint must be under {MAX_BYTES // 2**20} MiB",
             location=Location(file), hint="is this really a blueprint?")
     try:
         with open(file, "rb") as fh:

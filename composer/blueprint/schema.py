@@ -61,10 +61,11 @@ LossSection = Annotated[Union[FixedLoss], Field(discriminator="fusion")]
 
 
 class Training(Strict):
-    optimizer: Literal["adam", "adamw", "adagrad", "sgd", "rmsprop"] = "adam"
-    learning_rate: float = Field(1e-3, gt=0, le=10)
-    batch_size: int = Field(1024, ge=1, le=1_048_576)
-    epochs: int = Field(1, ge=1, le=10_000)
+    optimizer: Literal["adam", "adamw", "adagrad", "sgd", "rmsprop"] = Field(
+        "adam", description="Keras optimizer for the model weights.")
+    learning_rate: float = Field(1e-3, gt=0, le=10, description="Optimizer learning rate.")
+    batch_size: int = Field(1024, ge=1, le=1_048_576, description="Examples per training step.")
+    epochs: int = Field(1, ge=1, le=10_000, description="Passes over the training split.")
     seed: int = Field(42, ge=0, description="Seed for weights, shuffling and dropout.")
 
 

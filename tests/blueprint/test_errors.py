@@ -1,0 +1,130 @@
+"""Every kind of malformed blueprint gets one located message and exit status 2."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from composer.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+MMOE = (ROOT / "blueprints" / "mmoe.yaml").read_text()
+
+BOMB = "".join(
+    f"{c}: &{c} [{', '.join(['*' + p] * 9) if p else ', '.join(['x'] * 9)}]\n"
+    for p, c in zip(["", "a", "b", "c", "d", "e", "f"], "abcdefg"))
+
+
+def edit(old, new, count=1):
+    assert old in MMOE, old
+    return MMOE.replace(old, new, count)
+
+
+# (case id, file text, expected line, regex the message must match)
+CASES = [
+    ("syntax_error", "name: a\nfeatures: [\n", 3, r"YAML syntax error"),
+    ("empty_file", "", 1, r"file is empty"),
+    ("list_at_top", "- a\n- b\n", 1, r"must be a mapping at the top level, got a list"),
+    ("python_tag", "name: !!python/object/apply:os.system ['echo pwned']\n", 1,
+     r"tag '!!python/object/apply:os.system' is not allowed"),
+    ("alias_bomb", BOMB, None, r"more than \d+ nodes.*alias bomb"),
+    ("tab_indent", "name: a\n\tfeatures: []\n", 2, r"tab character.*indent YAML with spaces"),
+    ("misspelled_top_key", edit("blocks:", "blokcs:"), 19, r"unknown key 'blokcs'; did you mean 'blocks'\?"),
+    ("unknown_block_type", edit("type: mmoe,", "type: mmeo,"), 21,
+     r"blocks\.moe\.type: unknown type 'mmeo'; did you mean 'mmoe'\?"),
+    ("unknown_parameter", edit("units: [64, 32]}", "units: [64, 32], unitz: 3}"), 21,
+     r"blocks\.moe: unknown key 'unitz'; did you mean 'units'\?"),
+    ("dangling_reference", edit("input: x, experts", "input: xx, experts"), 21,
+     r"blocks\.moe\.input: unknown reference 'xx'; did you mean 'x'\?"),
+    ("cycle", edit("input: x, experts", "input: tower.click, experts"), 21,
+     r"blocks form a cycle: .*moe/experts -> moe/mix\.click \(line 21\).*tower\.click -> moe/experts"),
+    ("negative_size", edit("experts: 4", "experts: -4"), 21, r"blocks\.moe\.experts: must be greater than 0, got -4"),
+    ("negative_width", edit("units: [64, 32]", "units: [64, -32]"), 21,
+     r"blocks\.moe\.units\[1\]: must be greater than 0, got -32"),
+    ("string_for_number", edit("experts: 4", "experts: four"), 21,
+     r"blocks\.moe\.experts: expected an integer, got 'four'"),
+    ("duplicate_block_name", edit("  tower:", "  moe:     {type: mlp, input: x, units: [3]}\n  tower:"), 22,
+     r"blocks\.moe: duplicate key 'moe'; first defined at line 21"),
+    ("duplicate_task", edit("  - {name: like, label: like}", "  - {name: click, label: like}"), 18,
+     r"tasks\[1\]\.name: duplicate task 'click'"),
+    ("unknown_feature_kind", edit("kind: numeric", "kind: numerc"), 12,
+     r"unknown kind 'numerc'; did you mean 'numeric'\?"),
+    ("unknown_group", edit("group: all", "group: al"), 20, r"unknown group 'al'; did you mean 'all'\?"),
+    ("label_is_feature", edit("  - {name: price, kind: numeric}",
+                              "  - {name: price, kind: numeric}\n  - {name: click, kind: numeric}"), 18,
+     r"label column 'click' is also a feature"),
+    ("missing_type", edit("type: embed, ", ""), 20, r"blocks\.x: missing 'type'"),
+    ("stamped_without_port", edit('"moe.{task}"', "moe"), 22, r"'moe' has several outputs; reference a port: moe\.click"),
+    ("unknown_port", edit('"moe.{task}"', '"moe.clik"'), 22, r"'moe' has no port 'clik'; did you mean 'moe\.click'\?"),
+    ("output_not_a_task", edit("  like: tower.like", "  like: tower.like\n  likes: tower.like"), 26,
+     r"outputs\.likes: 'likes' is not a task; did you mean 'like'\?"),
+    ("task_without_output", edit("  like: tower.like\n", ""), 24, r"task 'like' has no output"),
+    ("bad_activation", edit("units: [32]}", "units: [32], activation: rellu}"), 22,
+     r"'rellu' is not allowed; did you mean 'relu'\?"),
+    ("shape_mismatch", edit("  tower:", "  mix2:    {type: mixture, weights: moe/gate.click, experts: [x]}\n  tower:"), 22,
+     r"experts\[0\] is not an expert pool"),
+    ("placeholder_unstamped", edit('for_each: task, input: "moe.{task}"', 'input: "moe.{task}"'), 22,
+     r"uses a placeholder but the block is not stamped"),
+    ("output_not_a_logit", edit("  click: tower.click", "  click: x"), 24, r"not a logit or probability"),
+    ("bad_name", edit("name: mmoe", "name: my-model"), 5, r"'my-model' is not a valid name"),
+    ("fraction_for_int", edit("experts: 4", "experts: 4.5"), 21, r"expected an integer"),
+]
+
+
+@pytest.mark.parametrize("case,text,line,pattern", CASES, ids=[c[0] for c in CASES])
+def test_malformed_blueprint(tmp_path, capsys, case, text, line, pattern):
+    path = tmp_path / f"{case}.yaml"
+    path.write_text(text)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    first = err.splitlines()[0]
+    expected_head = f"{path}:{line}:" if line else f"{path}:"
+    assert first.startswith(expected_head), err
+    assert re.search(pattern, err), err
+    assert "Traceback" not in err
+
+
+def test_case_count():
+    assert len(CASES) >= 15
+
+
+def test_huge_file_refused_quickly(tmp_path, capsys):
+    path = tmp_path / "huge.yaml"
+    with open(path, "wb") as fh:
+        fh.truncate(100 * 1024 * 1024)
+    assert main(["validate", str(path)]) == 2
+    assert "100.0 MiB" in capsys.readouterr().err
+
+
+def test_missing_file(tmp_path, capsys):
+    assert main(["validate", str(tmp_path / "nope.yaml")]) == 2
+    assert "cannot read file" in capsys.readouterr().err
+
+
+def test_python_tag_is_never_executed(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.yaml"
+    path.write_text(f"name: !!python/object/apply:os.system ['touch {marker}']\n")
+    assert main(["validate", str(path)]) == 2
+    assert not marker.exists()
+
+
+def test_several_problems_reported_together(tmp_path, capsys):
+    path = tmp_path / "two.yaml"
+    path.write_text(edit("experts: 4", "experts: -4").replace("group: all", "group: al"))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "experts: must be greater than 0" in err
+
+
+def test_cli_subprocess_has_no_traceback(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(edit("type: mmoe,", "type: mmeo,"))
+    proc = subprocess.run([sys.executable, "-m", "composer", "validate", str(path)],
+                          capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"{path}:21:")
+    assert "Traceback" not in proc.stderr
