@@ -55,8 +55,12 @@ def cmd_validate(args) -> int:
 
 
 def cmd_summary(args) -> int:
+    from .losses import LossPlan
+
     graph = _load_graph(args.file)
     print(_table(graph))
+    print()
+    print(LossPlan.from_blueprint(graph.blueprint).table())
     return 0
 
 
@@ -90,9 +94,13 @@ def cmd_build(args) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from .compiler import compile_graph
 
+    from .losses import LossPlan
+
     graph = _load_graph(args.file)
     model = compile_graph(graph)
     print(_table(graph))
+    print()
+    print(LossPlan.from_blueprint(graph.blueprint).table())
     print(f"\nkeras model '{model.name}': inputs {[i.name for i in model.inputs]}, "
           f"outputs {list(model.output_names)}, {model.count_params()} parameters")
     if args.output:

@@ -111,3 +111,11 @@ def test_saved_model_reloads_in_a_fresh_process_with_identical_predictions(tmp_p
     assert set(got) == {"click", "like"}
     for task in got:
         np.testing.assert_array_equal(got[task], expected[task])
+
+
+def test_summary_prints_the_loss_plan(capsys):
+    assert main(["summary", "blueprints/mmoe.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "loss fusion: fixed" in out
+    assert any(line.split() == ["like", "like", "binary_crossentropy", "like", "1"]
+               for line in out.splitlines())
