@@ -1,0 +1,1 @@
+"""Datasets: built-in loaders, file sources, the synthetic default data and preprocessing."""

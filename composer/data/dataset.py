@@ -1,0 +1,49 @@
+"""A dataset: a table, the role of each column, and the split of each row.
+
+``DataSpec`` is the static description (known without reading the data, so blueprints bound to
+a dataset validate fast); ``Dataset`` is the loaded table. Raw values stay raw here: categorical
+columns hold strings (or ints), numeric columns floats with NaN for missing, label columns 0/1
+ints. Vocabularies and scaling are fitted later, on the train split only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    name: str
+    categorical: tuple[str, ...]
+    numeric: tuple[str, ...]
+    labels: dict[str, str]  # task name -> label column (binary 0/1)
+    scenario: str | None = None  # a categorical column whose value is the scenario
+    group: str | None = None  # GAUC group column (a user id); need not be a feature
+    description: str = ""
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.categorical + self.numeric
+
+
+@dataclass
+class Dataset:
+    spec: DataSpec
+    frame: "object"  # pandas.DataFrame with every feature, label, scenario and group column
+    split: np.ndarray  # one of SPLITS per row
+    source: str = ""  # file(s) it came from, for messages
+    meta: dict = field(default_factory=dict)
+
+    def part(self, name: str) -> "Dataset":
+        mask = self.split == name
+        return Dataset(self.spec, self.frame.loc[mask].reset_index(drop=True), self.split[mask],
+                       self.source, self.meta)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def counts(self) -> dict[str, int]:
+        return {s: int((self.split == s).sum()) for s in SPLITS}
