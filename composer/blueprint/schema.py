@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
 
@@ -34,6 +34,26 @@ class NumericFeature(Strict):
 
 
 Feature = Annotated[Union[CategoricalFeature, NumericFeature], Field(discriminator="kind")]
+
+
+class FeaturesFromData(Strict):
+    """Take the dataset's feature columns: categorical ones embedded, numeric ones standardised."""
+
+    from_data: Literal[True] = Field(description="Use every feature column of the bound dataset.")
+    dim: int = Field(8, ge=1, le=1024, description="Embedding width of every categorical feature.")
+    dims: dict[Identifier, int] = Field(default_factory=dict, description="Widths overriding `dim`.")
+    exclude: list[Identifier] = Field(default_factory=list, description="Dataset features to leave out.")
+
+
+def _shape_tag(value) -> str:
+    return {list: "list", dict: "mapping", str: "text"}.get(type(value), type(value).__name__)
+
+
+def _forms(**forms):
+    """A field written in one of several YAML shapes (list, mapping, text); it is validated
+    against the form of its shape only, so a mistake is reported once, against that form."""
+    tagged = tuple(Annotated[t, Tag(tag)] for tag, t in forms.items())
+    return Annotated[Union[tagged], Discriminator(_shape_tag)]
 
 
 class Task(Strict):
@@ -69,15 +89,26 @@ class Training(Strict):
     seed: int = Field(42, ge=0, description="Seed for weights, shuffling and dropout.")
 
 
+FROM_DATA = "from_data"
+GroupMember = Annotated[str, StringConstraints(pattern=r"^([A-Za-z_][A-Za-z0-9_]*|\*)$", max_length=64)]
+
+
 class BlueprintBase(Strict):
     name: Identifier = Field(description="Model name.")
     description: str = Field("", description="Free text, shown in docs and summaries.")
-    features: list[Feature] = Field(min_length=1, description="Input features.")
-    groups: dict[Identifier, list[Identifier]] = Field(
-        default_factory=dict, description="Named lists of features, consumed by `embed` blocks.")
-    tasks: list[Task] = Field(min_length=1, description="Prediction tasks (one output each).")
+    data: str | None = Field(
+        None, description="Default dataset: a built-in name (`synthetic`, `census-mtl`, ...) or a "
+        "data YAML path relative to the blueprint; `--data` overrides it.")
+    features: _forms(list=Annotated[list[Feature], Field(min_length=1)], mapping=FeaturesFromData) = Field(
+        description="Input features: a list, or `{from_data: true, dim: 8}` for the dataset's own.")
+    groups: dict[Identifier, list[GroupMember]] = Field(
+        default_factory=dict, description="Named lists of features, consumed by `embed` blocks; "
+        "`'*'` stands for every feature.")
+    tasks: _forms(list=Annotated[list[Task], Field(min_length=1)], text=Literal["from_data"]) = Field(
+        description="Prediction tasks (one output each), or `from_data` for the dataset's labels.")
     scenarios: Scenarios | None = Field(None, description="Multi-scenario blueprints only.")
-    outputs: dict[Identifier, str] = Field(description="Task name -> reference to its output block.")
+    outputs: _forms(mapping=dict[Identifier, str], text=str) = Field(
+        description="Task name -> reference to its output block, or one reference with `{task}`.")
     loss: LossSection = Field(default_factory=lambda: FixedLoss(fusion="fixed"),
                               description="How per-task losses are fused.")
     training: Training = Field(default_factory=Training, description="Training settings.")

@@ -10,16 +10,20 @@ from .loader import Document, load_file, load_text, path_text
 from .schema import blueprint_model
 
 
-def load_blueprint(file: str):
-    """Load, schema-check and cross-check a blueprint file. Returns (Blueprint, Document)."""
-    return check_document(load_file(file))
+def load_blueprint(file: str, data: str | None = None):
+    """Load, schema-check, bind to its dataset and cross-check a blueprint file.
+
+    ``data`` (a dataset name or data YAML path) overrides the blueprint's ``data:``.
+    Returns (Blueprint, Document); the Blueprint's features, tasks and outputs are concrete.
+    """
+    return check_document(load_file(file), data)
 
 
-def load_blueprint_text(text: str, file: str = "<string>"):
-    return check_document(load_text(text, file))
+def load_blueprint_text(text: str, file: str = "<string>", data: str | None = None):
+    return check_document(load_text(text, file), data)
 
 
-def check_document(doc: Document):
+def check_document(doc: Document, data: str | None = None):
     model = blueprint_model()
     if not isinstance(doc.data, dict):
         got = type(doc.data).__name__
@@ -30,10 +34,28 @@ def check_document(doc: Document):
         bp = model.model_validate(doc.data)
     except ValidationError as exc:
         raise BlueprintError.many(_drop_misspelled_missing(exc.errors(), doc, model)) from None
+    bp = _bind(bp, doc, data)
     problems = list(_cross_check(bp, doc))
     if problems:
         raise BlueprintError.many(problems)
     return bp, doc
+
+
+def _bind(bp, doc, data):
+    from .binding import bind, needs_data, resolve_data_name
+
+    name = resolve_data_name(bp, doc, data)
+    spec = None
+    if name and (needs_data(bp) or data):
+        from ..data.registry import describe
+
+        try:
+            spec = describe(name)
+        except BlueprintError as exc:
+            if data is None and exc.location is None:  # the blueprint's own data: line is wrong
+                exc.location, exc.key = doc.location(("data",)), "data"
+            raise
+    return bind(bp, doc, spec)
 
 
 def _drop_misspelled_missing(errors, doc, model):
@@ -74,10 +96,15 @@ def _data_path(loc: tuple, data) -> tuple:
             node = node[part]
         elif isinstance(node, dict) and part in (node.get("type"), node.get("kind"), node.get("fusion")):
             continue  # a discriminator tag, not a key
+        elif part in _FORM_TAGS and not (isinstance(node, dict) and part in node):
+            continue  # the shape tag of a field with several forms (schema._forms)
         else:
             path.append(part)
             node = None
     return tuple(path)
+
+
+_FORM_TAGS = ("list", "mapping", "text")
 
 
 def _model_at(model: type[BaseModel], path: tuple, data):
@@ -160,6 +187,13 @@ def _located(err: dict, doc: Document, model) -> BlueprintError:
         return BlueprintError(f"unknown key '{path[-1]}'", location=doc.location(path, at_key=True),
                               key=path_text(path[:-1]) if path[:-1] else None,
                               hint=did_you_mean(path[-1], allowed, what="valid keys"))
+    if etype == "union_tag_invalid" and ctx.get("discriminator", "").endswith("()"):
+        forms = [t.strip().strip("'") for t in ctx.get("expected_tags", "").split(",")]
+        words = {"list": "a list", "mapping": "a mapping", "text": "a string"}
+        return BlueprintError(f"expected {' or '.join(words[f] for f in forms)}, got {_shown(got)}",
+                              location=doc.location(path), key=key)
+    if etype == "too_short":
+        return BlueprintError(f"needs at least {ctx.get('min_length')} item(s)", location=doc.location(path), key=key)
     if etype == "union_tag_invalid":
         tag = ctx.get("discriminator", "").strip("'")
         valid = [t.strip().strip("'") for t in ctx.get("expected_tags", "").split(",")]
