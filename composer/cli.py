@@ -14,12 +14,18 @@ from .blueprint.errors import BlueprintError
 EXIT_USER_ERROR = 2
 
 
-def _load_graph(file: str):
+def _load_graph(file: str, data: str | None = None):
     from .blueprint import load_blueprint
     from .graph import build_graph
 
-    bp, doc = load_blueprint(file)
+    bp, doc = load_blueprint(file, data=data)
     return build_graph(bp, doc)
+
+
+def _params_text(graph) -> str:
+    if graph.total_params is not None:
+        return f"{graph.total_params:,} params"
+    return f"{graph.block_params:,} params + embeddings (vocabularies are fitted from the data)"
 
 
 def _count(n) -> str:
@@ -29,12 +35,14 @@ def _count(n) -> str:
 def _table(graph) -> str:
     from tabulate import tabulate
 
+    emb = graph.layout.embedding_params()
     rows = [["features", "inputs", ", ".join(f"{k}{v[0]}" for k, v in graph.layout.inputs().items()),
-             _count(graph.layout.embedding_params())]]
+             _count(emb) if emb is not None else "fitted from data"]]
     for nid in graph.order:
         node = graph.nodes[nid]
         rows.append([nid, node.block.type, str(node.out), _count(node.params)])
-    rows.append(["total", "", "", _count(graph.total_params)])
+    total = graph.total_params
+    rows.append(["total", "", "", _count(total) if total is not None else f"{graph.block_params:,} + embeddings"])
     return tabulate(rows, headers=["block", "type", "output", "params"], tablefmt="simple")
 
 
@@ -42,22 +50,21 @@ def cmd_validate(args) -> int:
     failed = 0
     for file in args.files:
         try:
-            graph = _load_graph(file)
+            graph = _load_graph(file, args.data)
         except BlueprintError as exc:
             print(exc, file=sys.stderr)
             failed += 1
             continue
         for warning in graph.warnings:
             print(f"warning: {warning}", file=sys.stderr)
-        print(f"{file}: ok ({len(graph.nodes)} blocks, {len(graph.outputs)} outputs, "
-              f"{graph.total_params if graph.total_params is not None else '?'} params)")
+        print(f"{file}: ok ({len(graph.nodes)} blocks, {len(graph.outputs)} outputs, {_params_text(graph)})")
     return EXIT_USER_ERROR if failed else 0
 
 
 def cmd_summary(args) -> int:
     from .losses import LossPlan
 
-    graph = _load_graph(args.file)
+    graph = _load_graph(args.file, args.data)
     print(_table(graph))
     print()
     print(LossPlan.from_blueprint(graph.blueprint).table())
@@ -67,7 +74,7 @@ def cmd_summary(args) -> int:
 def cmd_render(args) -> int:
     from .diagram import render
 
-    graph = _load_graph(args.file)
+    graph = _load_graph(args.file, args.data)
     try:
         render(graph, args.output)
     except RuntimeError as exc:
@@ -91,13 +98,20 @@ def cmd_schema(args) -> int:
 
 
 def cmd_build(args) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    _quiet_tf()
     from .compiler import compile_graph
 
     from .losses import LossPlan
 
-    graph = _load_graph(args.file)
-    model = compile_graph(graph)
+    graph = _load_graph(args.file, args.data)
+    if graph.layout.missing_vocab():
+        from .training import prepare
+
+        exp = prepare(args.file, data=args.data)
+        graph, model = exp.graph, exp.model
+        print(f"vocabularies fitted on the train split of {exp.data_name}")
+    else:
+        model = compile_graph(graph)
     print(_table(graph))
     print()
     print(LossPlan.from_blueprint(graph.blueprint).table())
@@ -109,24 +123,174 @@ def cmd_build(args) -> int:
     return 0
 
 
+def _quiet_tf():
+    from .quiet import import_backend
+
+    import_backend()
+
+
+def _print_report(rep, title):
+    print(f"\n{title}")
+    print(rep.table(by="task"))
+    if rep.scenarios:
+        print("\nper scenario")
+        print(rep.table(by="scenario"))
+
+
+def cmd_train(args) -> int:
+    _quiet_tf()
+    from . import training
+
+    exp = training.prepare(args.file, data=args.data, rows=args.rows)
+    counts = exp.dataset.counts()
+    print(f"data {exp.data_name}: train {counts['train']:,} · valid {counts['valid']:,} · "
+          f"test {counts['test']:,} rows; tasks {', '.join(exp.tasks)}; model {exp.model.count_params():,} params")
+    history = training.fit(exp, verbose=args.verbose, epochs=args.epochs)
+    t = exp.timings
+    best = max(history.history.get("val_auc", [float("nan")]))
+    print(f"trained {t['epochs_run']} epoch(s) in {t['train_s']:.1f}s "
+          f"({t['train_examples_per_s']:,.0f} examples/s); best valid macro AUC {best:.4f}")
+    rep = training.report(exp, "test")
+    out = training.save_run(exp, args.out or training.default_run_dir(exp.bp.name, exp.data_name), history, rep)
+    _print_report(rep, f"test split ({counts['test']:,} rows), exact metrics")
+    print(f"\nrun saved to {out}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    _quiet_tf()
+    from . import training
+
+    exp = training.load_run(args.run, data=args.data)
+    rep = training.report(exp, args.split)
+    out = os.path.join(args.run, f"eval-{args.split}" + (f"-{os.path.basename(args.data)}" if args.data else ""))
+    rep.save(out)
+    _print_report(rep, f"{args.split} split of {exp.data_name} ({exp.dataset.counts()[args.split]:,} rows)")
+    print(f"\nsaved to {out}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    _quiet_tf()
+    from . import training
+    from .data.registry import load
+    from .metrics import compare_table
+
+    reports, times, dataset = {}, {}, None
+    for file in args.files:
+        for seed_i in range(args.seeds):
+            exp = training.prepare(file, data=args.data, rows=args.rows, dataset=dataset)
+            dataset = exp.dataset
+            if args.seeds > 1:
+                exp.bp = exp.bp.model_copy(update={"training": exp.bp.training.model_copy(
+                    update={"seed": exp.bp.training.seed + seed_i})})
+            training.fit(exp, verbose=0, epochs=args.epochs)
+            name = exp.bp.name
+            reports.setdefault(name, []).append(training.report(exp, "test"))
+            times.setdefault(name, []).append(exp.timings["train_s"])
+            print(f"{name} (seed {exp.bp.training.seed}): {exp.timings['epochs_run']} epochs, "
+                  f"{exp.timings['train_s']:.1f}s, test macro AUC {reports[name][-1].macro().get('auc')}",
+                  flush=True)
+    table = compare_table(reports)
+    counts = dataset.counts()
+    print(f"\ntest split of {args.data or 'each blueprint data'} ({counts['test']:,} rows), exact AUC")
+    print(table)
+    if any(r[0].scenarios for r in reports.values()):
+        for name, reps in reports.items():
+            print(f"\n{name} per scenario")
+            print(reps[0].table(by="scenario"))
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "compare.txt"), "w") as fh:
+            fh.write(table + "\n")
+        for name, reps in reports.items():
+            for i, rep in enumerate(reps):
+                rep.save(os.path.join(args.out, f"{name}-seed{i}"))
+        print(f"saved to {args.out}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    _quiet_tf()
+    import numpy as np
+
+    from . import load_model, training
+    from .export_tf import export_saved_model, raw_features
+
+    exp = training.load_run(args.run)
+    out = args.output or os.path.join(args.run, "export")
+    os.makedirs(out, exist_ok=True)
+    keras_path = os.path.join(out, "model.keras")
+    exp.model.save(keras_path)
+    saved = export_saved_model(exp, os.path.join(out, "saved_model"))
+    # check both artefacts against the trained model on test rows
+    rows = exp.dataset.part("test").frame.head(2048)
+    x = exp.pre.pack(rows, exp.graph.layout)
+    expected = exp.model.predict(x, verbose=0)
+    reloaded = load_model(keras_path).predict(x, verbose=0)
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(saved)).signatures["serving_default"]
+    served = serve(**{k: tf.constant(v) for k, v in raw_features(rows, exp.graph.layout).items()})
+    for task in exp.tasks:
+        d_keras = float(np.max(np.abs(np.asarray(reloaded[task]) - np.asarray(expected[task]))))
+        d_saved = float(np.max(np.abs(served[task].numpy() - np.asarray(expected[task]).reshape(-1))))
+        print(f"{task}: max |reloaded .keras - trained| = {d_keras:.2e}; "
+              f"max |SavedModel(raw features) - trained| = {d_saved:.2e} on {len(rows)} test rows")
+    print(f"wrote {keras_path} and {saved} (signature 'serving_default': raw features -> "
+          f"{', '.join(exp.tasks)})")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="composer", description="Design, build and render multi-task "
                                 "and multi-scenario recommendation models from YAML blueprints.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     s = sub.add_parser("validate", help="check blueprints (schema, references, cycles, shapes)")
     s.add_argument("files", nargs="+", metavar="FILE")
+    s.add_argument("--data", help="bind to this dataset (name or data YAML) instead of the blueprint's data:")
     s.set_defaults(func=cmd_validate)
     s = sub.add_parser("summary", help="table of blocks, output shapes and parameters (no TensorFlow)")
     s.add_argument("file", metavar="FILE")
+    s.add_argument("--data", help="bind to this dataset instead of the blueprint's data:")
     s.set_defaults(func=cmd_summary)
     s = sub.add_parser("build", help="compile to a Keras model; -o saves it as .keras")
     s.add_argument("file", metavar="FILE")
     s.add_argument("-o", "--output", help="write the model here (e.g. model.keras)")
+    s.add_argument("--data", help="bind to this dataset instead of the blueprint's data:")
     s.set_defaults(func=cmd_build)
     s = sub.add_parser("render", help="draw the block graph (.svg/.png/.pdf need Graphviz; .dot always)")
     s.add_argument("file", metavar="FILE")
     s.add_argument("-o", "--output", required=True, help="X.svg, X.png, X.pdf or X.dot")
+    s.add_argument("--data", help="bind to this dataset instead of the blueprint's data:")
     s.set_defaults(func=cmd_render)
+    s = sub.add_parser("train", help="train on a dataset, report exact test metrics, save a run folder")
+    s.add_argument("file", metavar="BLUEPRINT")
+    s.add_argument("--data", help="dataset name (synthetic, census-mtl, ...) or data YAML; "
+                   "overrides the blueprint's data:")
+    s.add_argument("--epochs", type=int, help="override training.epochs")
+    s.add_argument("--rows", type=int, help="use only the first N rows (quick runs)")
+    s.add_argument("--out", help="run folder (default runs/NAME-DATA-TIME)")
+    s.add_argument("--verbose", type=int, default=2 if not sys.stdout.isatty() else 1,
+                   help="Keras progress: 0 silent, 1 bar, 2 one line per epoch")
+    s.set_defaults(func=cmd_train)
+    s = sub.add_parser("evaluate", help="exact AUC/GAUC per task and per scenario for a run folder")
+    s.add_argument("run", metavar="RUN_DIR")
+    s.add_argument("--data", help="evaluate on another dataset with the same columns")
+    s.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    s.set_defaults(func=cmd_evaluate)
+    s = sub.add_parser("compare", help="train several blueprints on one split and seed; one table")
+    s.add_argument("files", nargs="+", metavar="BLUEPRINT")
+    s.add_argument("--data", help="dataset for every blueprint (default: each blueprint's data:)")
+    s.add_argument("--epochs", type=int, help="override training.epochs for every blueprint")
+    s.add_argument("--rows", type=int, help="use only the first N rows")
+    s.add_argument("--seeds", type=int, default=1, help="seeds per blueprint (mean ± std)")
+    s.add_argument("--out", help="folder for the table and per-model metrics")
+    s.set_defaults(func=cmd_compare)
+    s = sub.add_parser("export", help="write .keras and a raw-feature SavedModel for serving")
+    s.add_argument("run", metavar="RUN_DIR")
+    s.add_argument("-o", "--output", help="export folder (default RUN_DIR/export)")
+    s.set_defaults(func=cmd_export)
     s = sub.add_parser("schema", help="print the JSON Schema of the blueprint language")
     s.add_argument("-o", "--output", help="write to a file instead of stdout")
     s.set_defaults(func=cmd_schema)

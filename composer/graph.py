@@ -48,6 +48,11 @@ class BlockGraph:
     warnings: list[str] = field(default_factory=list)
 
     @property
+    def block_params(self) -> int | None:
+        counts = [n.params for n in self.nodes.values()]
+        return None if any(c is None for c in counts) else sum(counts)
+
+    @property
     def total_params(self) -> int | None:
         counts = [n.params for n in self.nodes.values()] + [self.layout.embedding_params()]
         return None if any(c is None for c in counts) else sum(counts)

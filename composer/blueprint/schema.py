@@ -87,6 +87,11 @@ class Training(Strict):
     batch_size: int = Field(1024, ge=1, le=1_048_576, description="Examples per training step.")
     epochs: int = Field(1, ge=1, le=10_000, description="Passes over the training split.")
     seed: int = Field(42, ge=0, description="Seed for weights, shuffling and dropout.")
+    monitor: str = Field("auc", description="Early-stopping metric on the valid split: `auc` "
+                         "(macro over tasks), `auc_<task>` or `loss`.")
+    patience: int = Field(2, ge=0, le=1000, description="Epochs without improvement before stopping.")
+    min_count: int = Field(1, ge=1, description="Categorical values seen fewer times in the train "
+                           "split go to the out-of-vocabulary bucket.")
 
 
 FROM_DATA = "from_data"

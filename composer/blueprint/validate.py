@@ -288,6 +288,10 @@ def _cross_check(bp, doc: Document):
         if t not in tasks:
             yield err(("loss", "weights", t), f"'{t}' is not a task", did_you_mean(t, tasks, what="tasks"),
                       at_key=True)
+    monitors = ["auc", "loss", *(f"auc_{t}" for t in tasks)]
+    if bp.training.monitor not in monitors:
+        yield err(("training", "monitor"), f"'{bp.training.monitor}' is not a metric",
+                  did_you_mean(bp.training.monitor, monitors, what="metrics"))
     for name, block in bp.blocks.items():
         group = getattr(block, "group", None)
         if block.type == "embed" and group not in bp.groups:

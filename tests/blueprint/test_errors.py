@@ -10,7 +10,35 @@ import pytest
 from composer.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-MMOE = (ROOT / "blueprints" / "mmoe.yaml").read_text()
+# an explicit blueprint (features and tasks written out), so line numbers below are stable
+MMOE = """# MMoE: multi-gate mixture of experts.
+# Ma, Zhao, Yi, Chen, Hong, Chi, "Modeling Task Relationships in Multi-task Learning with
+# Multi-gate Mixture-of-Experts", KDD 2018.
+# K shared experts; every task has its own softmax gate over them and its own tower.
+name: mmoe
+description: "MMoE: 4 shared experts, one gate and one tower per task."
+features:
+  - {name: user_id, kind: categorical, dim: 16, vocab_size: 1000}
+  - {name: item_id, kind: categorical, dim: 16, vocab_size: 2000}
+  - {name: item_category, kind: categorical, dim: 8, vocab_size: 50}
+  - {name: user_segment, kind: categorical, dim: 8, vocab_size: 12}
+  - {name: price, kind: numeric}
+  - {name: user_activity, kind: numeric}
+groups:
+  all: [user_id, item_id, item_category, user_segment, price, user_activity]
+tasks:
+  - {name: click, label: click}
+  - {name: like, label: like}
+blocks:
+  x:       {type: embed, group: all}
+  moe:     {type: mmoe, input: x, experts: 4, units: [64, 32]}
+  tower:   {type: tower, for_each: task, input: "moe.{task}", units: [32]}
+outputs:
+  click: tower.click
+  like: tower.like
+loss: {fusion: fixed, weights: {click: 1.0, like: 1.0}}
+training: {optimizer: adam, learning_rate: 0.001, batch_size: 1024, epochs: 3, seed: 2018}
+"""
 
 BOMB = "".join(
     f"{c}: &{c} [{', '.join(['*' + p] * 9) if p else ', '.join(['x'] * 9)}]\n"

@@ -1,0 +1,302 @@
+"""Your own data: a CSV, gzip CSV or Parquet file described by a small data YAML.
+
+```yaml
+source: clicks.csv.gz          # relative to this YAML file
+categorical: [user_id, item_id, tab]
+numeric: [price]
+labels: {click: is_click, like: is_like}   # task -> 0/1 label column
+scenario: tab                  # optional; must be categorical
+group: user_id                 # optional GAUC group; need not be a feature
+split: {hash: user_id, valid: 0.1, test: 0.1}
+missing_labels: error          # or mask: an empty label cell becomes -1 (left out of that task's loss)
+```
+``split`` is one of ``{column: COL}`` (cells train / valid / test), ``{hash: COL or null, valid:
+0.1, test: 0.1}`` (``u = int(md5(text)[:8], 16) / 16**8`` of the cell, or of the whole raw line
+when null; the top ``test`` of [0, 1) is test, the ``valid`` below it valid), or ``{time: COL,
+valid_from: V, test_from: V}`` (numbers, or dates/times). Without ``split``, the whole raw line is
+hashed with valid 0.1 and test 0.1.
+
+``describe`` reads only the YAML. ``load`` checks the file and reports the first bad cell of
+every kind as ``FILE:LINE: column: ...``; no row is ever dropped.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from pathlib import Path
+from typing import Literal, Union
+
+from pydantic import Field, ValidationError
+
+from ..blueprint.errors import BlueprintError
+from ..blueprint.schema import Strict
+from .dataset import SPLITS, DataSpec, Dataset
+from .errors import DataError, did_you_mean
+
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+Boundary = Union[int, float, dt.datetime, dt.date, str]
+
+
+class SplitSection(Strict):
+    """How rows are assigned to train / valid / test: give exactly one of column, hash, time."""
+
+    column: str | None = Field(None, description="A column whose cells say train, valid or test.")
+    hash: str | None = Field(None, description="Hash this column's text (null: the whole raw line).")
+    valid: float = Field(0.1, ge=0, lt=1, description="Share of rows for valid (hash split).")
+    test: float = Field(0.1, ge=0, lt=1, description="Share of rows for test (hash split).")
+    time: str | None = Field(None, description="A time column: split at valid_from and test_from.")
+    valid_from: Boundary | None = Field(None, description="First time of the valid split (time split).")
+    test_from: Boundary | None = Field(None, description="First time of the test split (time split).")
+
+
+class DataFile(Strict):
+    """A data YAML: one table file and the role of its columns."""
+
+    name: str | None = Field(None, description="Dataset name (defaults to the YAML file's name).")
+    description: str = Field("", description="Free text.")
+    source: str = Field(description="The data file (.csv, .csv.gz, .tsv, .parquet), relative to this YAML.")
+    categorical: list[str] = Field(default_factory=list, description="Columns embedded as ids.")
+    numeric: list[str] = Field(default_factory=list, description="Float columns.")
+    labels: dict[str, str] = Field(min_length=1, description="Task name -> its 0/1 label column.")
+    scenario: str | None = Field(None, description="A categorical column whose value is the scenario.")
+    group: str | None = Field(None, description="GAUC group column (e.g. a user id).")
+    split: SplitSection = Field(default_factory=SplitSection, description="How rows are split.")
+    missing_labels: Literal["error", "mask"] = Field(
+        "error", description="An empty label cell: an error, or kept as -1 (masked out of its task's loss).")
+    missing_values: list[str] = Field(default_factory=lambda: [""], description="Cell texts that mean missing.")
+    delimiter: str | None = Field(None, min_length=1, max_length=1,
+                                  description="Field delimiter (default ',' or a tab for .tsv).")
+
+
+def is_data_yaml(name: str) -> bool:
+    return str(name).lower().endswith((".yaml", ".yml"))
+
+
+def read_yaml(file: str):
+    """The checked DataFile and its YAML Document (for positions)."""
+    from ..blueprint.loader import load_file
+    from ..blueprint.validate import _located
+
+    try:
+        doc = load_file(str(file))
+    except BlueprintError as exc:
+        if isinstance(exc, DataError):
+            raise
+        if exc.message == "file is empty":
+            exc.hint = "a data YAML is a mapping with source, categorical/numeric, labels and split"
+        raise DataError(exc.message, location=exc.location, key=exc.key, hint=exc.hint) from None
+    if not isinstance(doc.data, dict):
+        raise DataError("a data YAML must be a mapping at the top level", location=doc.location(()),
+                        hint="start with 'source:', then 'categorical:', 'numeric:', 'labels:'")
+    try:
+        model = DataFile.model_validate(doc.data)
+    except ValidationError as exc:
+        problems = [_located(err, doc, DataFile) for err in exc.errors()]
+        raise DataError.many([DataError(p.message, location=p.location, key=p.key, hint=p.hint)
+                              for p in problems]) from None
+    problems = list(_cross_check(model, doc))
+    if problems:
+        raise DataError.many(problems)
+    return model, doc
+
+
+def _cross_check(m: DataFile, doc):
+    def err(path, message, hint=None, key=None):
+        return DataError(message, location=doc.location(path), key=key, hint=hint)
+
+    if not m.categorical and not m.numeric:
+        yield err((), "no features", "list feature columns under 'categorical:' and/or 'numeric:'")
+    seen: dict[str, tuple] = {}
+    for section in ("categorical", "numeric"):
+        for i, col in enumerate(getattr(m, section)):
+            if col in seen:
+                yield err((section, i), f"column '{col}' is listed twice (first as {_path(seen[col])})",
+                          "give each column one role", key=col)
+            else:
+                seen[col] = (section, i)
+    for task, col in m.labels.items():
+        if not NAME.match(task):
+            yield err(("labels", task), f"'{task}' is not a valid task name",
+                      "task names start with a letter or '_' and hold only letters, digits, '_'", key=task)
+        if col in seen:
+            yield err(("labels", task), f"label column '{col}' is also a feature ({_path(seen[col])})",
+                      "a label used as a feature leaks the answer; remove it from the features", key=col)
+    if m.scenario is not None and m.scenario not in m.categorical:
+        yield err(("scenario",), f"scenario column '{m.scenario}' is not a categorical feature",
+                  "list it under 'categorical:' too", key=m.scenario)
+    s, given = m.split, m.split.model_fields_set
+    modes = [k for k in ("column", "hash", "time") if k in given]
+    if "split" in m.model_fields_set and len(modes) != 1:
+        what = "none" if not modes else " and ".join(modes)
+        yield err(("split",), f"give exactly one of column, hash or time (got {what})",
+                  "e.g. split: {hash: user_id, valid: 0.1, test: 0.1}")
+    elif modes:
+        mode = modes[0]
+        allowed = {"column": set(), "hash": {"valid", "test"}, "time": {"valid_from", "test_from"}}[mode]
+        for k in sorted(given - allowed - {mode}):
+            yield err(("split", k), f"'{k}' does not apply to a {mode} split",
+                      f"a {mode} split takes: {', '.join(sorted(allowed | {mode}))}", key=k)
+        if mode == "hash" and s.valid + s.test >= 1:
+            yield err(("split",), f"valid + test = {s.valid + s.test:g} leaves no rows for train",
+                      "keep valid + test below 1")
+        if mode == "time":
+            for k in ("valid_from", "test_from"):
+                if getattr(s, k) is None:
+                    yield err(("split",), f"a time split needs '{k}'", "the first time of that split")
+        if mode == "column" and s.column is None or mode == "time" and s.time is None:
+            yield err(("split", mode), f"'{mode}' needs a column name")
+    if not str(m.source).lower().endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".gz", ".parquet", ".pq")):
+        yield err(("source",), f"unknown file type '{os.path.basename(m.source)}'",
+                  "a data file is .csv, .csv.gz, .tsv or .parquet")
+
+
+def _path(path: tuple) -> str:
+    return f"{path[0]}[{path[1]}]"
+
+
+def describe(file: str) -> DataSpec:
+    m, _ = read_yaml(file)
+    return _spec(m, file)
+
+
+def _spec(m: DataFile, file: str) -> DataSpec:
+    name = m.name or Path(file).name.rsplit(".", 1)[0]
+    return DataSpec(name=name, categorical=tuple(m.categorical), numeric=tuple(m.numeric), labels=dict(m.labels),
+                    scenario=m.scenario, group=m.group, description=m.description or f"Data from {m.source}.")
+
+
+def load(file: str, rows: int | None = None) -> Dataset:
+    import numpy as np
+    import pandas as pd
+
+    from .tables import fraction_split, read_table
+
+    m, doc = read_yaml(file)
+    spec = _spec(m, file)
+    source = Path(m.source)
+    if not source.is_absolute():
+        source = Path(file).parent / source
+    declared = _declarations(m)
+    s = m.split
+    mode = next((k for k in ("column", "hash", "time") if k in s.model_fields_set), "hash")
+    whole_row = mode == "hash" and s.hash is None
+    text = list(dict.fromkeys(list(m.categorical) + [c for c in (m.group, s.column, s.hash) if c]))
+    delimiter = m.delimiter or ("\t" if ".tsv" in source.name.lower() else ",")
+    try:
+        table = read_table(source, delimiter=delimiter, na_values=m.missing_values, rows=rows,
+                           want_lines=whole_row and not source.name.lower().endswith((".parquet", ".pq")),
+                           text_columns=text)
+    except DataError as exc:
+        if exc.location is not None and exc.location.file == str(source) and "no such file" in exc.message:
+            exc.hint = f"'source: {m.source}' is relative to the data YAML ({doc.file}); {exc.hint}"
+            exc.args = (exc.render(),)
+        raise
+    table.require(declared, lambda col: doc.location(declared[col]))
+    out = {}
+    for col in m.categorical:
+        out[col] = table.categorical(col)
+    for col in m.numeric:
+        out[col] = table.numeric(col)
+    for task, col in m.labels.items():
+        if col not in out:
+            out[col] = table.label(col, m.missing_labels)
+    if m.group and m.group not in out:
+        out[m.group] = table.categorical(m.group)
+    frame = pd.DataFrame(out)
+    if mode == "column":
+        split = _column_split(table, s.column)
+        rule = f"the column '{s.column}'"
+    elif mode == "time":
+        split = _time_split(table, s, doc)
+        rule = f"by {s.time}: < {s.valid_from} train, < {s.test_from} valid, the rest test"
+    else:
+        if whole_row:
+            texts = table.lines if table.lines is not None else \
+                table.frame.astype("str").fillna("").agg(",".join, axis=1).tolist()
+        else:
+            texts = table.categorical(s.hash).fillna("").tolist()
+        split = fraction_split(texts, s.valid, s.test)
+        what = "each raw line" if whole_row else f"the column '{s.hash}'"
+        rule = (f"md5 of {what}: u = int(md5[:8], 16) / 16**8; u >= {1 - s.test:g} test, "
+                f">= {1 - s.test - s.valid:g} valid, else train")
+    return Dataset(spec, frame, np.asarray(split), source=str(source),
+                   meta={"split": rule, "missing_labels": m.missing_labels, "yaml": str(file)})
+
+
+def _declarations(m: DataFile) -> dict[str, tuple]:
+    """Every column the YAML names -> the YAML path where it is first named."""
+    out: dict[str, tuple] = {}
+    for section in ("categorical", "numeric"):
+        for i, col in enumerate(getattr(m, section)):
+            out.setdefault(col, (section, i))
+    for task, col in m.labels.items():
+        out.setdefault(col, ("labels", task))
+    for key in ("scenario", "group"):
+        if getattr(m, key):
+            out.setdefault(getattr(m, key), (key,))
+    for key in ("column", "hash", "time"):
+        col = getattr(m.split, key)
+        if col:
+            out.setdefault(col, ("split", key))
+    return out
+
+
+def _column_split(table, col):
+    import numpy as np
+
+    values = table.categorical(col).str.strip()
+    bad = (~values.isin(SPLITS)).to_numpy()
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        value = values.iloc[first]
+        if value != value:  # NaN: an empty cell
+            raise table.bad_cell(col, bad, "missing split value", f"every row needs one of: {', '.join(SPLITS)}")
+        raise table.bad_cell(col, bad, "unknown split value '{value}'", did_you_mean(value, SPLITS, what="valid splits"))
+    return values.to_numpy(dtype=object).astype(str)
+
+
+def _time_split(table, s: SplitSection, doc):
+    import numpy as np
+    import pandas as pd
+
+    col = s.time
+    numeric = all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in (s.valid_from, s.test_from))
+    if numeric:
+        t = table.numeric(col).to_numpy(dtype="float64")
+        lo, hi = float(s.valid_from), float(s.test_from)
+        absent = np.isnan(t)
+    else:
+        raw = table.frame[col]
+        if pd.api.types.is_numeric_dtype(raw):
+            raise DataError(f"'{col}' holds numbers but valid_from / test_from are not numbers",
+                            location=doc.location(("split", "valid_from")), key=col,
+                            hint="give valid_from and test_from as numbers in the column's unit")
+        parsed = pd.to_datetime(raw, errors="coerce")
+        bad = (raw.notna() & parsed.isna()).to_numpy()
+        if bad.any():
+            raise table.bad_cell(col, bad, "expected a date or time, got '{value}'",
+                             "write times as YYYY-MM-DD or YYYY-MM-DD HH:MM:SS, or as numbers")
+        bounds = []
+        for key in ("valid_from", "test_from"):
+            try:
+                bounds.append(pd.Timestamp(getattr(s, key)))
+            except (ValueError, TypeError):
+                raise DataError(f"'{getattr(s, key)}' is not a date or time", location=doc.location(("split", key)),
+                                key=key, hint="write YYYY-MM-DD or YYYY-MM-DD HH:MM:SS") from None
+        lo, hi = bounds
+        absent = parsed.isna().to_numpy()
+        t = parsed
+    if lo > hi:
+        raise DataError(f"valid_from ({s.valid_from}) is after test_from ({s.test_from})",
+                        location=doc.location(("split", "valid_from")), key="valid_from",
+                        hint="valid comes before test")
+    if absent.any():
+        raise table.bad_cell(col, absent, "missing time", "every row needs a time to be split")
+    t = np.asarray(t)
+    lo, hi = (np.datetime64(lo), np.datetime64(hi)) if not numeric else (lo, hi)
+    try:
+        return np.where(t >= hi, "test", np.where(t >= lo, "valid", "train"))
+    except TypeError as exc:
+        raise DataError(f"cannot compare '{col}' with valid_from / test_from: {exc}",
+                        location=doc.location(("split", "valid_from")), key=col) from None

@@ -1,0 +1,97 @@
+"""Preprocessing fitted on the train split only, saved beside the model, applied identically at
+evaluation and (as lookup tables) inside the serving export.
+
+- categorical: a vocabulary of the train values seen at least ``min_count`` times, most frequent
+  first; index 0 is the out-of-vocabulary bucket (unseen, rare and missing values all land there).
+- numeric: missing values are imputed with the train mean; the mean and variance are handed to
+  the model's own Normalization layer, so the model standardises and serving sees raw numbers.
+  Heavy-tailed non-negative columns (skew > 5, e.g. capital gains) are log1p-transformed first,
+  recorded per column.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+OOV = 0
+SKEW_FOR_LOG = 5.0
+
+
+def as_text(values: pd.Series) -> pd.Series:
+    """Categorical values as strings, ints and int-valued floats alike ('3', never '3.0');
+    missing stays missing."""
+    if pd.api.types.is_float_dtype(values):
+        whole = values.dropna()
+        if len(whole) and np.all(np.mod(whole, 1) == 0):
+            return values.astype("Int64").astype("string")
+    return values.astype("string")
+
+
+@dataclass
+class Preprocessor:
+    vocabularies: dict[str, list[str]] = field(default_factory=dict)  # index 0 = OOV, not listed
+    numeric: dict[str, dict] = field(default_factory=dict)  # name -> {mean, variance, fill, log1p}
+    min_count: int = 1
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, categorical, numeric, min_count: int = 1) -> "Preprocessor":
+        pre = cls(min_count=min_count)
+        for name in categorical:
+            counts = as_text(frame[name]).dropna().value_counts(sort=False)
+            counts = counts[counts >= min_count]
+            # most frequent first, ties broken by value so the order is reproducible
+            order = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+            pre.vocabularies[name] = [str(k) for k, _ in order]
+        for name in numeric:
+            col = pd.to_numeric(frame[name], errors="raise").astype("float64")
+            present = col.dropna()
+            use_log = bool(len(present) and present.min() >= 0 and present.skew() > SKEW_FOR_LOG)
+            if use_log:
+                present = np.log1p(present)
+            mean = float(present.mean()) if len(present) else 0.0
+            var = float(present.var(ddof=0)) if len(present) > 1 else 1.0
+            pre.numeric[name] = {"mean": mean, "variance": var if var > 1e-12 else 1.0,
+                                 "log1p": use_log}
+        return pre
+
+    def vocab_sizes(self) -> dict[str, int]:
+        return {name: len(vocab) + 1 for name, vocab in self.vocabularies.items()}
+
+    def numeric_stats(self, layout) -> tuple[list[float], list[float]]:
+        stats = [self.numeric[n] for n in layout.numeric]
+        return [s["mean"] for s in stats], [s["variance"] for s in stats]
+
+    def encode_categorical(self, name: str, values: pd.Series) -> np.ndarray:
+        codes = pd.Categorical(as_text(values), categories=self.vocabularies[name]).codes
+        return (codes.astype("int64") + 1).astype("int32")  # unknown (-1) -> OOV (0)
+
+    def encode_numeric(self, name: str, values: pd.Series) -> np.ndarray:
+        s = self.numeric[name]
+        col = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
+        if s["log1p"]:
+            col = np.log1p(np.maximum(col, 0.0))
+        return np.where(np.isnan(col), s["mean"], col).astype("float32")
+
+    def pack(self, frame: pd.DataFrame, layout) -> dict[str, np.ndarray]:
+        """The model's packed inputs for these rows (see composer.layout)."""
+        out = {}
+        for dim, names in layout.categorical_by_dim.items():
+            out[layout.input_name(dim)] = np.stack([self.encode_categorical(n, frame[n]) for n in names], axis=1)
+        if layout.numeric:
+            out["numeric"] = np.stack([self.encode_numeric(n, frame[n]) for n in layout.numeric], axis=1)
+        return out
+
+    def oov_rate(self, frame: pd.DataFrame) -> dict[str, float]:
+        return {n: float((self.encode_categorical(n, frame[n]) == OOV).mean()) for n in self.vocabularies}
+
+    def save(self, path: str) -> None:
+        with open(path, "w") as fh:
+            json.dump(asdict(self), fh)
+
+    @classmethod
+    def load(cls, path: str) -> "Preprocessor":
+        with open(path) as fh:
+            return cls(**json.load(fh))

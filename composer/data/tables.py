@@ -1,0 +1,399 @@
+"""Reading a CSV (plain or gzip) or Parquet table, with every mistake located in the file.
+
+The loaders share this: a table is read with every cell as text (``NaN`` for missing), then the
+columns a dataset uses are converted one by one (numbers, 0/1 labels, categorical strings) and
+the first bad cell of each is reported as ``FILE:LINE: column: ...``. No bad row is dropped.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError, Location, did_you_mean
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz", ".gz")
+
+
+def data_root() -> Path:
+    """Where the shared real data lives: ``$COMPOSER_DATA_DIR`` or ``../shared/data`` next to the
+    project root."""
+    env = os.environ.get("COMPOSER_DATA_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def require_dir(path: Path, dataset: str) -> Path:
+    if not path.is_dir():
+        where = "$COMPOSER_DATA_DIR" if os.environ.get("COMPOSER_DATA_DIR") else "../shared/data"
+        raise DataError(f"data folder not found: {path}", location=Location(str(path)), key=dataset,
+                        hint=f"'{dataset}' reads its files from {where} (the shared data next to the "
+                        "project root); point COMPOSER_DATA_DIR at a folder holding it")
+    return path
+
+
+def require_file(path: Path, dataset: str | None = None) -> Path:
+    if not path.is_file():
+        raise DataError("file not found" if not path.exists() else "not a file",
+                        location=Location(str(path)), key=dataset,
+                        hint=f"expected it in {path.parent}")
+    return path
+
+
+def md5_bucket(text: str) -> int:
+    """``int(md5(text as UTF-8).hexdigest()[:8], 16)``: the hash every split rule here uses."""
+    return int(hashlib.md5(text.encode("utf-8")).hexdigest()[:8], 16)
+
+
+def bucket_split(texts, valid=(8,), test=(9,)) -> np.ndarray:
+    """The DATA.md rule: ``b = md5_bucket(text) % 10``; b in ``valid`` -> valid, in ``test`` ->
+    test, else train."""
+    b = np.fromiter((md5_bucket(t) % 10 for t in texts), dtype=np.int64, count=len(texts))
+    return np.where(np.isin(b, test), "test", np.where(np.isin(b, valid), "valid", "train"))
+
+
+def fraction_split(texts, valid: float, test: float) -> np.ndarray:
+    """``u = md5_bucket(text) / 16**8`` in [0, 1): the last ``test`` of the unit interval is test,
+    the ``valid`` before it valid, the rest train."""
+    u = np.fromiter((md5_bucket(t) for t in texts), dtype=np.float64, count=len(texts)) / 16.0**8
+    return np.where(u >= 1 - test, "test", np.where(u >= 1 - test - valid, "valid", "train"))
+
+
+@dataclass
+class Table:
+    """A table as read, with where each row came from. ``lines`` (the raw text of each data row)
+    is kept when asked for."""
+
+    frame: pd.DataFrame
+    file: str
+    header: list[str]
+    kind: str  # "csv" or "parquet"
+    delimiter: str = ","
+    lines: list[str] | None = None
+    line_numbers: np.ndarray | None = None  # the file line of each data row, when known
+    _scanned: bool = field(default=False, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def line_of(self, row: int) -> int | None:
+        if self.kind != "csv":
+            return None
+        if self.line_numbers is None and not self._scanned:
+            self._scanned = True
+            self.line_numbers = _scan_line_numbers(self.file, self.delimiter, len(self.frame))
+        if self.line_numbers is not None and row < len(self.line_numbers):
+            return int(self.line_numbers[row])
+        return None
+
+    def location(self, row: int) -> Location:
+        return Location(self.file, self.line_of(row))
+
+    def where(self, row: int) -> str:
+        """'line 7' for a CSV, 'row 6' (1-based, no header) for Parquet."""
+        line = self.line_of(row)
+        return f"line {line}" if line is not None else f"row {row + 1}"
+
+    def require(self, columns, declared_at=None) -> None:
+        """Every column in ``columns`` exists; ``declared_at(column)`` gives where it was asked for."""
+        for col in columns:
+            if col not in self.frame.columns:
+                loc = declared_at(col) if declared_at else Location(self.file, 1 if self.kind == "csv" else None)
+                where = "the file" if loc.file == self.file else os.path.basename(self.file)
+                raise DataError(f"column '{col}' is not in {where}", location=loc, key=col,
+                                hint=did_you_mean(col, self.header, what="columns in the file"))
+
+    # -- conversions: text -> typed column, first bad cell located --------------------------------
+    def bad_cell(self, col: str, mask: np.ndarray, message: str, hint: str | None = None):
+        rows = np.flatnonzero(mask)
+        first = int(rows[0])
+        value = self.frame[col].iloc[first]
+        more = f" ({len(rows)} rows like this; the first is shown)" if len(rows) > 1 else ""
+        loc = self.location(first)
+        at = "" if loc.line is not None else f" in {self.where(first)}"  # Parquet: no lines
+        return DataError(message.format(value=value) + at + more, location=loc, key=col, hint=hint)
+
+    def numeric(self, col: str) -> pd.Series:
+        s = self.frame[col]
+        if pd.api.types.is_bool_dtype(s):
+            return s.astype("float32")
+        if pd.api.types.is_numeric_dtype(s):
+            out = s.astype("float64")
+        else:
+            out = pd.to_numeric(s, errors="coerce")
+            bad = (s.notna() & out.isna()).to_numpy()
+            if bad.any():
+                raise self.bad_cell(col, bad, "expected a number, got '{value}'",
+                                "a numeric column holds numbers; leave a cell empty for a missing value, "
+                                "or declare the column categorical")
+        inf = np.isinf(out.to_numpy(dtype="float64", na_value=np.nan))
+        if inf.any():
+            raise self.bad_cell(col, inf, "expected a finite number, got '{value}'")
+        return out.astype("float32")
+
+    def label(self, col: str, missing: str = "error") -> pd.Series:
+        """0/1 as int64; a missing label is an error, or -1 when ``missing == 'mask'``."""
+        s = self.frame[col]
+        if pd.api.types.is_bool_dtype(s):
+            return s.astype("int64")
+        out = s.astype("float64") if pd.api.types.is_numeric_dtype(s) else pd.to_numeric(s, errors="coerce")
+        absent = s.isna().to_numpy()
+        binary = out.isin([0, 1]).to_numpy()
+        bad = ~binary & ~absent
+        if bad.any():
+            raise self.bad_cell(col, bad, "a label must be 0 or 1, got '{value}'",
+                            "labels are binary: 0 (no) or 1 (yes)")
+        if absent.any():
+            if missing != "mask":
+                raise self.bad_cell(col, absent, "missing label",
+                                "every row needs a 0/1 label; set 'missing_labels: mask' in the data "
+                                "YAML to keep such rows with label -1 (left out of that task's loss)")
+            out = out.where(~absent, -1)
+        return out.astype("int64")
+
+    def categorical(self, col: str) -> pd.Series:
+        return as_text(self.frame[col])
+
+
+def as_text(values: pd.Series) -> pd.Series:
+    """A categorical column as strings: ints and whole floats without '.0'; missing stays NaN."""
+    if pd.api.types.is_string_dtype(values):
+        return values
+    if pd.api.types.is_float_dtype(values):
+        present = values.dropna()
+        if len(present) and np.all(np.mod(present, 1) == 0):
+            return values.astype("Int64").astype("str")
+    return values.astype("str")
+
+
+def _open_text(path: str):
+    if path.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def _scan_line_numbers(path: str, delimiter: str, rows: int) -> np.ndarray | None:
+    """The starting file line of each data row, as pandas counts rows (blank lines skipped,
+    quoted newlines inside a row). Only run to locate an error."""
+    try:
+        with _open_text(path) as fh:
+            reader = csv.reader(fh, delimiter=delimiter)
+            header = next(reader, None)
+            while header == []:  # pandas skips blank lines before the header too
+                header = next(reader, None)
+            out, end = [], reader.line_num
+            for record in reader:
+                if record:
+                    out.append(end + 1)
+                    if len(out) >= rows:
+                        break
+                end = reader.line_num
+        return np.asarray(out, dtype=np.int64)
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return None
+
+
+def _read_error(path: str, exc: Exception) -> DataError:
+    if isinstance(exc, UnicodeDecodeError):
+        line = _first_undecodable_line(path)
+        return DataError(f"file is not UTF-8 text ({exc.reason})", location=Location(path, line),
+                         hint="save the file as UTF-8")
+    if isinstance(exc, (OSError, EOFError, gzip.BadGzipFile)):
+        reason = getattr(exc, "strerror", None) or str(exc)
+        return DataError(f"cannot read file: {reason}", location=Location(path))
+    return DataError(f"cannot read file: {exc}", location=Location(path))
+
+
+def _first_undecodable_line(path: str) -> int | None:
+    try:
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rb") as fh:
+            for number, raw in enumerate(fh, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return number
+    except (OSError, EOFError):
+        pass
+    return None
+
+
+def read_table(path, *, delimiter: str = ",", na_values=("",), rows: int | None = None,
+               want_lines: bool = False, text_columns=None) -> Table:
+    """Read a CSV / gzip CSV (header line first) or a Parquet file.
+
+    ``text_columns`` are read as text exactly as written (categorical columns: '007' stays
+    '007'); the other columns get pandas' type inference, several times faster than text, and
+    are checked when converted. ``text_columns=None`` reads every column as text.
+    ``want_lines`` keeps the raw text of each data row (for hash splits); a trailing carriage
+    return is not part of a line.
+    """
+    path = str(path)
+    if os.path.isdir(path):
+        raise DataError("is a folder, not a data file", location=Location(path),
+                        hint="name a .csv, .csv.gz or .parquet file")
+    if not os.path.exists(path):
+        folder = os.path.dirname(path) or "."
+        raise DataError("cannot read file: no such file", location=Location(path),
+                        hint=f"check the path; the folder {folder} "
+                        + ("exists" if os.path.isdir(folder) else "does not exist either"))
+    lower = path.lower()
+    if lower.endswith(PARQUET_SUFFIXES):
+        return _read_parquet(path, rows)
+    if not lower.endswith(CSV_SUFFIXES):
+        raise DataError("unknown file type", location=Location(path),
+                        hint="a data file is .csv, .csv.gz, .tsv or .parquet")
+    try:
+        with _open_text(path) as fh:
+            if want_lines:
+                text = fh.read()
+                found = re.search(r"[^\r\n]*\S[^\r\n]*", text)
+                first = found.group(0) if found else ""
+            else:
+                first, text = fh.readline(), None
+                while first and not first.strip():
+                    first = fh.readline()
+    except (OSError, EOFError, UnicodeDecodeError, gzip.BadGzipFile) as exc:
+        raise _read_error(path, exc) from None
+    if not first.strip():
+        raise DataError("file is empty", location=Location(path, 1),
+                        hint="a data file starts with a header line naming its columns, then one row per line")
+    header = next(csv.reader([first.rstrip("\r\n")], delimiter=delimiter))
+    _check_header(path, header)
+    dtype = str if text_columns is None else {c: str for c in text_columns if c in header}
+    try:
+        frame = pd.read_csv(io.StringIO(text) if text is not None else path, sep=delimiter, dtype=dtype,
+                            keep_default_na=False, na_values=list(na_values), nrows=rows, low_memory=False,
+                            encoding="utf-8-sig" if text is None else None)
+    except pd.errors.ParserError as exc:
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if m:
+            want, line, saw = map(int, m.groups())
+            raise DataError(f"line has {saw} fields, the header has {want}", location=Location(path, line),
+                            hint="quote values that contain the delimiter; every row has one field per column") from None
+        raise DataError(f"not a readable CSV file: {exc}", location=Location(path)) from None
+    except pd.errors.EmptyDataError:
+        raise DataError("file is empty", location=Location(path, 1)) from None
+    except (OSError, EOFError, UnicodeDecodeError, gzip.BadGzipFile) as exc:
+        raise _read_error(path, exc) from None
+    if len(frame) == 0:
+        raise DataError("the file has a header but no data rows", location=Location(path, 2),
+                        hint="add one row per line below the header")
+    table = Table(frame, path, header, "csv", delimiter)
+    if text is not None:
+        _attach_lines(table, text, rows)
+    _check_short_rows(table)
+    return table
+
+
+def _check_header(path: str, header: list[str]) -> None:
+    seen: dict[str, int] = {}
+    for i, name in enumerate(header, start=1):
+        if name == "":
+            raise DataError(f"column {i} of the header has no name", location=Location(path, 1),
+                            hint="every column needs a name (a trailing delimiter makes an empty one)")
+        if name in seen:
+            raise DataError(f"duplicate column name '{name}' in the header (columns {seen[name]} and {i})",
+                            location=Location(path, 1), key=name, hint="column names must be unique")
+        seen[name] = i
+
+
+def _attach_lines(table: Table, text: str, rows: int | None) -> None:
+    raw = text.split("\n")
+    numbered = [(i + 1, line[:-1] if line.endswith("\r") else line) for i, line in enumerate(raw)]
+    numbered = [(n, line) for n, line in numbered if line.strip()][1:]  # [0] is the header
+    if rows is not None:
+        numbered = numbered[:rows]
+    if len(numbered) != len(table.frame):
+        raise DataError(f"{len(table.frame)} rows but {len(numbered)} non-empty lines",
+                        location=Location(table.file),
+                        hint="splitting by a hash of each line needs one row per line "
+                        "(no line breaks inside quoted values)")
+    table.lines = [line for _, line in numbered]
+    table.line_numbers = np.asarray([n for n, _ in numbered], dtype=np.int64)
+
+
+def _check_short_rows(table: Table) -> None:
+    """pandas fills a row with too few fields with missing values; never accept that silently."""
+    if table.frame.shape[1] < 2 or not table.frame.iloc[:, -1].isna().any():
+        return
+    width = len(table.header)
+    try:
+        with _open_text(table.file) as fh:
+            reader = csv.reader(fh, delimiter=table.delimiter)
+            header = next(reader, None)
+            while header == []:
+                header = next(reader, None)
+            count = 0
+            for record in reader:
+                if not record:
+                    continue
+                count += 1
+                if len(record) < width:
+                    raise DataError(f"line has {len(record)} fields, the header has {width}",
+                                    location=Location(table.file, reader.line_num),
+                                    hint="every row has one field per column; leave a field empty "
+                                    "(a,,c) for a missing value")
+                if count >= len(table.frame):
+                    break
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return
+
+
+def _read_parquet(path: str, rows: int | None) -> Table:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError("reading Parquet needs pyarrow", location=Location(path),
+                        hint="pip install pyarrow") from None
+    try:
+        schema = pq.read_schema(path)
+        names = list(schema.names)
+        seen: dict[str, int] = {}
+        for i, name in enumerate(names, start=1):
+            if name in seen:
+                raise DataError(f"duplicate column name '{name}' (columns {seen[name]} and {i})",
+                                location=Location(path), key=name, hint="column names must be unique")
+            seen[name] = i
+        pf = pq.ParquetFile(path)
+        if rows is not None:
+            batches = []
+            got = 0
+            for batch in pf.iter_batches(batch_size=min(max(rows, 1), 65536)):
+                batches.append(batch)
+                got += batch.num_rows
+                if got >= rows:
+                    break
+            import pyarrow as pa
+
+            table = pa.Table.from_batches(batches, schema=pf.schema_arrow) if batches else pf.schema_arrow.empty_table()
+            frame = table.to_pandas().head(rows)
+        else:
+            frame = pf.read().to_pandas()
+    except DataError:
+        raise
+    except Exception as exc:  # pyarrow raises its own exception types for a corrupt file
+        raise DataError(f"not a readable Parquet file: {exc}", location=Location(path)) from None
+    if len(frame.columns) == 0:
+        raise DataError("file is empty (no columns)", location=Location(path))
+    if len(frame) == 0:
+        raise DataError("the file has columns but no data rows", location=Location(path))
+    return Table(frame.reset_index(drop=True), path, names, "parquet")
+
+
+def read_header(path) -> list[str] | None:
+    """The header of a CSV file (one line read), or None if it cannot be read."""
+    try:
+        with _open_text(str(path)) as fh:
+            first = fh.readline()
+        return next(csv.reader([first.rstrip("\r\n")])) if first.strip() else None
+    except (OSError, EOFError, UnicodeDecodeError, gzip.BadGzipFile, StopIteration):
+        return None

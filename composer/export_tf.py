@@ -1,0 +1,79 @@
+"""Serving export (TensorFlow only): a SavedModel whose signature takes raw feature values
+(strings for categorical features, numbers for numeric ones) and returns one probability per
+task. The vocabularies (with their out-of-vocabulary bucket), the log1p flags and the missing-
+value imputation travel inside the artefact as lookup tables and constants, so serving applies
+exactly the training-time mapping."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _require_tensorflow():
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        from .blueprint.errors import BlueprintError
+
+        raise BlueprintError(f"SavedModel export needs KERAS_BACKEND=tensorflow (now "
+                             f"'{keras.backend.backend()}'); the .keras file works on every backend")
+
+
+def export_saved_model(exp, path: str) -> Path:
+    _require_tensorflow()
+    import tensorflow as tf
+
+    layout, pre, model = exp.graph.layout, exp.pre, exp.model
+    tables = {}
+    for name, vocab in pre.vocabularies.items():
+        init = tf.lookup.KeyValueTensorInitializer(
+            tf.constant(vocab or [""], dtype=tf.string),
+            tf.constant(list(range(1, len(vocab) + 1)) or [0], dtype=tf.int64))
+        tables[name] = tf.lookup.StaticHashTable(init, default_value=0)
+
+    signature = {n: tf.TensorSpec([None], tf.string, name=n) for names in layout.categorical_by_dim.values()
+                 for n in names}
+    signature.update({n: tf.TensorSpec([None], tf.float32, name=n) for n in layout.numeric})
+
+    class Serving(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+            self.tables = tables
+
+        @tf.function(input_signature=[signature])
+        def serve(self, features):
+            packed = {}
+            for dim, names in layout.categorical_by_dim.items():
+                cols = [tf.cast(self.tables[n].lookup(features[n]), tf.int32) for n in names]
+                packed[layout.input_name(dim)] = tf.stack(cols, axis=1)
+            if layout.numeric:
+                cols = []
+                for n in layout.numeric:
+                    stats = pre.numeric[n]
+                    col = tf.cast(features[n], tf.float32)
+                    if stats["log1p"]:
+                        col = tf.math.log1p(tf.maximum(col, 0.0))
+                    cols.append(tf.where(tf.math.is_nan(col), tf.constant(stats["mean"], tf.float32), col))
+                packed["numeric"] = tf.stack(cols, axis=1)
+            out = self.model(packed, training=False)
+            return {task: tf.reshape(out[task], [-1]) for task in exp.tasks}
+
+    module = Serving()
+    out = Path(path)
+    tf.saved_model.save(module, str(out), signatures={"serving_default": module.serve})
+    return out
+
+
+def raw_features(frame, layout) -> dict:
+    """Rows of a frame as the serving signature's raw inputs (strings and float32 numbers)."""
+    import numpy as np
+
+    from .data.preprocess import as_text
+
+    out = {}
+    for names in layout.categorical_by_dim.values():
+        for n in names:
+            out[n] = as_text(frame[n]).fillna("").to_numpy(dtype=object).astype(str)
+    for n in layout.numeric:
+        out[n] = frame[n].to_numpy(dtype="float32")
+    return {k: np.asarray(v) for k, v in out.items()}

@@ -1,0 +1,249 @@
+"""Training and evaluation of a compiled blueprint on a dataset.
+
+``prepare`` binds the blueprint to the data, fits preprocessing on the train split only and
+compiles the model; ``fit`` trains with Keras ``fit`` (tf.data on TensorFlow), validates with
+exact AUC every epoch, stops early on the chosen metric and keeps the best weights; the run
+folder holds everything needed to evaluate, compare and export later.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .data.preprocess import Preprocessor
+
+RUN_FILES = {"model": "model.keras", "pre": "preprocessing.json", "blueprint": "blueprint.json",
+             "data": "data.json", "plan": "loss_plan.json", "history": "history.csv"}
+
+
+@dataclass
+class Experiment:
+    bp: object
+    graph: object
+    dataset: object
+    pre: Preprocessor
+    model: object
+    plan: object
+    data_name: str
+    blueprint_file: str = ""
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def tasks(self):
+        return self.bp.task_names
+
+    def label_columns(self) -> dict[str, str]:
+        return {t.name: t.label_column for t in self.bp.tasks}
+
+    def arrays(self, part: str):
+        """Packed inputs, labels and per-task sample weights (0 where a label is missing, -1)."""
+        rows = self.dataset.part(part).frame
+        x = self.pre.pack(rows, self.graph.layout)
+        y, w = {}, {}
+        for task, col in self.label_columns().items():
+            label = rows[col].to_numpy()
+            y[task] = np.where(label < 0, 0, label).astype("float32").reshape(-1, 1)
+            w[task] = (label >= 0).astype("float32")
+        return x, y, w
+
+
+def prepare(blueprint_file: str, data: str | None = None, rows: int | None = None,
+            dataset=None) -> Experiment:
+    """Bind, load, fit preprocessing on train, compile. ``dataset`` skips loading (compare)."""
+    from .blueprint import load_blueprint
+    from .compiler import compile_graph
+    from .data.registry import load
+    from .graph import build_graph
+    from .losses import LossPlan
+
+    t0 = time.perf_counter()
+    bp, doc = load_blueprint(blueprint_file, data=data)
+    data_name = _data_path(blueprint_file, bp, data)
+    if data_name is None:
+        from .blueprint.errors import BlueprintError
+
+        raise BlueprintError("no dataset to train on", location=doc.location(()),
+                             hint="add 'data: synthetic' to the blueprint or pass --data NAME")
+    if dataset is None:
+        dataset = load(data_name, rows=rows)
+    t1 = time.perf_counter()
+    train = dataset.part("train").frame
+    cats = [f.name for f in bp.features if f.kind == "categorical"]
+    nums = [f.name for f in bp.features if f.kind == "numeric"]
+    pre = Preprocessor.fit(train, cats, nums, min_count=bp.training.min_count)
+    graph = build_graph(bp, doc, vocab_sizes=pre.vocab_sizes())
+    model = compile_graph(graph, numeric_stats=pre.numeric_stats(graph.layout) if nums else None)
+    plan = LossPlan.from_blueprint(bp)
+    exp = Experiment(bp, graph, dataset, pre, model, plan, data_name, blueprint_file)
+    exp.timings.update(load_s=t1 - t0, prepare_s=time.perf_counter() - t1)
+    return exp
+
+
+def _data_path(blueprint_file, bp, data):
+    from .blueprint.binding import resolve_data_name
+
+    class _Doc:
+        file = blueprint_file
+
+    return resolve_data_name(bp, _Doc, data)
+
+
+def _optimizer(training):
+    import keras
+
+    cls = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
+           "adagrad": keras.optimizers.Adagrad, "sgd": keras.optimizers.SGD,
+           "rmsprop": keras.optimizers.RMSprop}[training.optimizer]
+    return cls(learning_rate=training.learning_rate)
+
+
+def _batches(x, y, w, batch_size, shuffle, seed):
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        from .data.tf_pipeline import make_dataset
+
+        return make_dataset(x, y, w, batch_size, shuffle, seed), {"shuffle": False}  # tf.data shuffles
+    return (x, y, w), {"batch_size": batch_size, "shuffle": shuffle}
+
+
+def _callbacks(exp: Experiment, x_valid, y_valid, w_valid):
+    import keras
+
+    from .metrics import auc
+
+    class ExactValidationAUC(keras.callbacks.Callback):
+        """Exact AUC per task on the valid split (keras.metrics.AUC is a 200-threshold
+        approximation), logged as val_auc_<task> and their mean val_auc."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs if logs is not None else {}
+            pred = self.model.predict(x_valid, batch_size=8192, verbose=0)
+            values = []
+            for task in exp.tasks:
+                keep = w_valid[task] > 0
+                value = auc(y_valid[task][keep, 0], np.asarray(pred[task])[keep, 0])
+                logs[f"val_auc_{task}"] = float("nan") if value is None else value
+                if value is not None:
+                    values.append(value)
+            logs["val_auc"] = float(np.mean(values)) if values else float("nan")
+
+    monitor = exp.bp.training.monitor
+    return [ExactValidationAUC(),
+            keras.callbacks.EarlyStopping(monitor=f"val_{monitor}", mode="min" if monitor == "loss" else "max",
+                                          patience=exp.bp.training.patience, restore_best_weights=True,
+                                          verbose=0)]
+
+
+def fit(exp: Experiment, verbose: int = 1, epochs: int | None = None, batch_size: int | None = None):
+    """Train in place; returns the Keras History."""
+    import keras
+
+    training = exp.bp.training
+    batch_size = batch_size or training.batch_size
+    keras.utils.set_random_seed(training.seed)
+    plan = exp.plan
+    exp.model.compile(optimizer=_optimizer(training),
+                      loss={t.output: "binary_crossentropy" for t in plan.terms},
+                      loss_weights={t.output: t.weight for t in plan.terms})
+    x, y, w = exp.arrays("train")
+    xv, yv, wv = exp.arrays("valid")
+    data, kwargs = _batches(x, y, w, batch_size, True, training.seed)
+    if training.monitor == "loss":
+        kwargs["validation_data"], _ = _batches(xv, yv, wv, 8192, False, 0)
+    if isinstance(data, tuple):
+        kwargs.update(x=data[0], y=data[1], sample_weight=data[2])
+    else:
+        kwargs["x"] = data
+    t0 = time.perf_counter()
+    history = exp.model.fit(epochs=epochs or training.epochs, verbose=verbose,
+                            callbacks=_callbacks(exp, xv, yv, wv), **kwargs)
+    exp.timings["train_s"] = time.perf_counter() - t0
+    exp.timings["epochs_run"] = len(history.history.get("loss", []))
+    exp.timings["train_examples_per_s"] = len(next(iter(x.values()))) * exp.timings["epochs_run"] / exp.timings["train_s"]
+    return history
+
+
+def predict(exp: Experiment, part: str) -> dict[str, np.ndarray]:
+    x, _, _ = exp.arrays(part)
+    out = exp.model.predict(x, batch_size=8192, verbose=0)
+    return {t: np.asarray(out[t]).reshape(-1) for t in exp.tasks}
+
+
+def report(exp: Experiment, part: str = "test", predictions=None):
+    """Exact AUC / GAUC per task and per scenario on one split (the test split by default)."""
+    from .metrics import evaluate_predictions
+
+    rows = exp.dataset.part(part).frame
+    predictions = predictions if predictions is not None else predict(exp, part)
+    spec = exp.dataset.spec
+    scenario_col = exp.bp.scenarios.feature if exp.bp.scenarios else spec.scenario
+    columns = {f"label:{t}": rows[col].to_numpy() for t, col in exp.label_columns().items()}
+    columns.update({f"pred:{t}": p for t, p in predictions.items()})
+    if scenario_col:
+        columns[scenario_col] = rows[scenario_col].astype("string").to_numpy()
+    if spec.group:
+        columns[spec.group] = rows[spec.group].to_numpy()
+    import pandas as pd
+
+    frame = pd.DataFrame(columns)
+    return evaluate_predictions(
+        frame, {t: f"pred:{t}" for t in exp.tasks},
+        label_columns={t: f"label:{t}" for t in exp.tasks}, scenario=scenario_col, group=spec.group)
+
+
+def save_run(exp: Experiment, out_dir: str, history=None, test_report=None) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    exp.model.save(out / RUN_FILES["model"])
+    exp.pre.save(str(out / RUN_FILES["pre"]))
+    (out / RUN_FILES["blueprint"]).write_text(json.dumps(exp.bp.model_dump(mode="json"), indent=2))
+    (out / RUN_FILES["plan"]).write_text(json.dumps(exp.plan.to_dict(), indent=2))
+    spec = exp.dataset.spec
+    (out / RUN_FILES["data"]).write_text(json.dumps({
+        "name": exp.data_name, "source": exp.dataset.source, "rows": exp.dataset.counts(),
+        "labels": spec.labels, "scenario": spec.scenario, "group": spec.group,
+        "timings": exp.timings}, indent=2, default=str))
+    if history is not None:
+        import pandas as pd
+
+        pd.DataFrame(history.history).rename_axis("epoch").to_csv(out / RUN_FILES["history"])
+    if test_report is not None:
+        test_report.save(str(out))
+    return out
+
+
+def default_run_dir(bp_name: str, data_name: str) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    safe = os.path.basename(str(data_name)).replace(":", "_").replace(",", "_").replace("=", "-")
+    return os.path.join("runs", f"{bp_name}-{safe}-{stamp}")
+
+
+def load_run(run_dir: str, data: str | None = None, rows: int | None = None) -> Experiment:
+    """Reload a run folder: the saved model, its preprocessing and its resolved blueprint."""
+    from . import load_model
+    from .blueprint.schema import blueprint_model
+    from .data.registry import load
+    from .graph import build_graph
+    from .losses import LossPlan
+
+    run = Path(run_dir)
+    missing = [f for f in ("model", "pre", "blueprint", "data") if not (run / RUN_FILES[f]).exists()]
+    if missing:
+        from .blueprint.errors import BlueprintError, Location
+
+        raise BlueprintError(f"not a run folder: {', '.join(RUN_FILES[m] for m in missing)} missing",
+                             location=Location(str(run)), hint="pass the folder `composer train` wrote")
+    bp = blueprint_model().model_validate(json.loads((run / RUN_FILES["blueprint"]).read_text()))
+    meta = json.loads((run / RUN_FILES["data"]).read_text())
+    data_name = data or meta["name"]
+    pre = Preprocessor.load(str(run / RUN_FILES["pre"]))
+    graph = build_graph(bp, None, vocab_sizes=pre.vocab_sizes())
+    dataset = load(data_name, rows=rows)
+    model = load_model(str(run / RUN_FILES["model"]))
+    return Experiment(bp, graph, dataset, pre, model, LossPlan.from_blueprint(bp), data_name)
