@@ -33,7 +33,7 @@ def as_text(values: pd.Series) -> pd.Series:
 @dataclass
 class Preprocessor:
     vocabularies: dict[str, list[str]] = field(default_factory=dict)  # index 0 = OOV, not listed
-    numeric: dict[str, dict] = field(default_factory=dict)  # name -> {mean, variance, fill, log1p}
+    numeric: dict[str, dict] = field(default_factory=dict)  # name -> {mean, variance, log1p}; mean fills NaN
     min_count: int = 1
 
     @classmethod
@@ -65,8 +65,8 @@ class Preprocessor:
         return [s["mean"] for s in stats], [s["variance"] for s in stats]
 
     def encode_categorical(self, name: str, values: pd.Series) -> np.ndarray:
-        codes = pd.Categorical(as_text(values), categories=self.vocabularies[name]).codes
-        return (codes.astype("int64") + 1).astype("int32")  # unknown (-1) -> OOV (0)
+        codes = pd.Index(self.vocabularies[name], dtype="string").get_indexer(as_text(values))
+        return (codes + 1).astype("int32")  # unknown and missing (-1) -> OOV (0)
 
     def encode_numeric(self, name: str, values: pd.Series) -> np.ndarray:
         s = self.numeric[name]

@@ -1,0 +1,97 @@
+"""What both benchmarks share: timing ``model.fit`` runs side by side, and the summary numbers.
+
+Keras is imported inside functions only, so a benchmark sets ``TF_CPP_MIN_LOG_LEVEL`` first.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Run:
+    """One contender: a compiled model and the arrays it trains on."""
+
+    name: str
+    model: object
+    x: object
+    y: object
+    examples: int
+    seconds: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+
+    @property
+    def rates(self) -> list[float]:
+        return [self.examples / s for s in self.seconds]
+
+    @property
+    def median_rate(self) -> float:
+        return statistics.median(self.rates)
+
+    @property
+    def spread(self) -> str:
+        return f"{rate(min(self.rates))}..{rate(max(self.rates))}"
+
+
+def fit_once(model, x, y, batch_size: int) -> tuple[float, float]:
+    """One ``fit`` epoch over ``x``: wall seconds from the start of its first step to the end
+    of its last, and the epoch's mean training loss.
+
+    The clock leaves out what ``fit`` does once per call (wrapping the arrays in a dataset,
+    callbacks): a real epoch amortises that over thousands of steps, a timed one over a few dozen.
+    """
+    import keras
+
+    class Steps(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 0:
+                self.start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.end = time.perf_counter()
+
+    steps = Steps()
+    history = model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, callbacks=[steps])
+    return steps.end - steps.start, float(history.history["loss"][-1])
+
+
+def paired_ratio(a: Run, b: Run) -> float:
+    """Median over repetitions of a's rate over b's in the same repetition: the two ran back to
+    back, so a slow spell of the machine mostly cancels out."""
+    return statistics.median(ra / rb for ra, rb in zip(a.rates, b.rates))
+
+
+def warm_up(runs: list[Run], steps: int, batch_size: int) -> None:
+    """One untimed ``fit`` of ``steps`` steps per run: traces (with XLA, compiles) the train
+    function, which later ``fit`` calls reuse."""
+    import keras
+
+    def head(a):
+        return a[:steps * batch_size]
+
+    for run in runs:
+        fit_once(run.model, keras.tree.map_structure(head, run.x),
+                 keras.tree.map_structure(head, run.y), batch_size)
+
+
+def alternate(runs: list[Run], reps: int, batch_size: int) -> None:
+    """Times ``reps`` epochs of every run, interleaved so drift of the machine (thermal state,
+    other processes) hits all of them alike; the order flips every repetition (ABBA...)."""
+    for rep in range(reps):
+        for run in (runs if rep % 2 == 0 else runs[::-1]):
+            seconds, loss = fit_once(run.model, run.x, run.y, batch_size)
+            run.seconds.append(seconds)
+            run.losses.append(loss)
+
+
+def param_counts(model) -> tuple[int, int]:
+    """(trainable, non-trainable) scalar counts."""
+    return (sum(math.prod(w.shape) for w in model.trainable_weights),
+            sum(math.prod(w.shape) for w in model.non_trainable_weights))
+
+
+def rate(value: float) -> str:
+    """Examples per second, as a short human number (``12.3k``)."""
+    return f"{value / 1e6:.2f}M" if value >= 1e6 else f"{value / 1e3:.1f}k"
