@@ -137,15 +137,39 @@ def _print_report(rep, title):
         print(rep.table(by="scenario"))
 
 
+def _overrides(args) -> dict:
+    """Command-line overrides of the blueprint's training section."""
+    names = {"epochs": "epochs", "batch_size": "batch_size", "learning_rate": "learning_rate",
+             "seed": "seed", "monitor": "monitor", "patience": "patience"}
+    return {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg, None) is not None}
+
+
+def _base_seed(file, args) -> int:
+    if args.seed is not None:
+        return args.seed
+    from .blueprint import load_blueprint
+
+    return load_blueprint(file, data=args.data)[0].training.seed
+
+
+def _add_training_overrides(s):
+    s.add_argument("--epochs", type=int, help="override training.epochs")
+    s.add_argument("--batch-size", type=int, help="override training.batch_size")
+    s.add_argument("--learning-rate", type=float, help="override training.learning_rate")
+    s.add_argument("--seed", type=int, help="override training.seed")
+    s.add_argument("--monitor", help="override training.monitor (auc, auc_<task>, loss)")
+    s.add_argument("--patience", type=int, help="override training.patience")
+
+
 def cmd_train(args) -> int:
     _quiet_tf()
     from . import training
 
-    exp = training.prepare(args.file, data=args.data, rows=args.rows)
+    exp = training.prepare(args.file, data=args.data, rows=args.rows, training=_overrides(args))
     counts = exp.dataset.counts()
     print(f"data {exp.data_name}: train {counts['train']:,} · valid {counts['valid']:,} · "
           f"test {counts['test']:,} rows; tasks {', '.join(exp.tasks)}; model {exp.model.count_params():,} params")
-    history = training.fit(exp, verbose=args.verbose, epochs=args.epochs)
+    history = training.fit(exp, verbose=args.verbose)
     t = exp.timings
     best = max(history.history.get("val_auc", [float("nan")]))
     print(f"trained {t['epochs_run']} epoch(s) in {t['train_s']:.1f}s "
@@ -179,12 +203,12 @@ def cmd_compare(args) -> int:
     reports, times, dataset = {}, {}, None
     for file in args.files:
         for seed_i in range(args.seeds):
-            exp = training.prepare(file, data=args.data, rows=args.rows, dataset=dataset)
+            overrides = _overrides(args)
+            if seed_i:
+                overrides["seed"] = _base_seed(file, args) + seed_i
+            exp = training.prepare(file, data=args.data, rows=args.rows, dataset=dataset, training=overrides)
             dataset = exp.dataset
-            if args.seeds > 1:
-                exp.bp = exp.bp.model_copy(update={"training": exp.bp.training.model_copy(
-                    update={"seed": exp.bp.training.seed + seed_i})})
-            training.fit(exp, verbose=0, epochs=args.epochs)
+            training.fit(exp, verbose=0)
             name = exp.bp.name
             reports.setdefault(name, []).append(training.report(exp, "test"))
             times.setdefault(name, []).append(exp.timings["train_s"])
@@ -268,7 +292,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("file", metavar="BLUEPRINT")
     s.add_argument("--data", help="dataset name (synthetic, census-mtl, ...) or data YAML; "
                    "overrides the blueprint's data:")
-    s.add_argument("--epochs", type=int, help="override training.epochs")
+    _add_training_overrides(s)
     s.add_argument("--rows", type=int, help="use only the first N rows (quick runs)")
     s.add_argument("--out", help="run folder (default runs/NAME-DATA-TIME)")
     s.add_argument("--verbose", type=int, default=2 if not sys.stdout.isatty() else 1,
@@ -282,7 +306,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("compare", help="train several blueprints on one split and seed; one table")
     s.add_argument("files", nargs="+", metavar="BLUEPRINT")
     s.add_argument("--data", help="dataset for every blueprint (default: each blueprint's data:)")
-    s.add_argument("--epochs", type=int, help="override training.epochs for every blueprint")
+    _add_training_overrides(s)
     s.add_argument("--rows", type=int, help="use only the first N rows")
     s.add_argument("--seeds", type=int, default=1, help="seeds per blueprint (mean ± std)")
     s.add_argument("--out", help="folder for the table and per-model metrics")

@@ -20,6 +20,17 @@ def _fmt(n) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else (f"{n / 1e3:.1f}k" if n >= 1e4 else str(n))
 
 
+def _total(graph) -> str:
+    if graph.total_params is not None:
+        return f"{_fmt(graph.total_params)} params"
+    return f"{_fmt(graph.block_params)} params + embeddings"
+
+
+def _embeddings(layout) -> str:
+    n = layout.embedding_params()
+    return "embedding rows fitted from the data" if n is None else f"embeddings {_fmt(n)} params"
+
+
 def _node_label(node) -> str:
     b = node.block
     lines = [f"<b>{_esc(node.id)}</b>", f"{b.type}" + (f": {_esc(b.label())}" if b.label() else "")]
@@ -34,7 +45,7 @@ def _esc(text: str) -> str:
 def to_dot(graph: BlockGraph) -> graphviz.Digraph:
     bp = graph.blueprint
     dot = graphviz.Digraph(bp.name, graph_attr={"rankdir": "BT", "fontname": "Helvetica",
-                                                 "label": f"{bp.name} · {_fmt(graph.total_params)} params",
+                                                 "label": f"{bp.name} · {_total(graph)}",
                                                  "labelloc": "t"},
                            node_attr={"shape": "box", "style": "rounded,filled", "fillcolor": "white",
                                       "fontname": "Helvetica", "fontsize": "10"},
@@ -43,7 +54,7 @@ def to_dot(graph: BlockGraph) -> graphviz.Digraph:
     cats = sum(len(v) for v in lay.categorical_by_dim.values())
     dims = ", ".join(f"{len(v)}×d{d}" for d, v in lay.categorical_by_dim.items())
     dot.node(FEATURES, f"<<b>features</b><br/>{cats} categorical ({dims}) · {len(lay.numeric)} numeric"
-                       f"<br/>embeddings {_fmt(lay.embedding_params())} params>", shape="cylinder",
+                       f"<br/>{_embeddings(lay)}>", shape="cylinder",
              fillcolor="#f5f5f5")
     clusters: dict[tuple, list] = {}
     for nid in graph.order:

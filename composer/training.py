@@ -53,8 +53,9 @@ class Experiment:
 
 
 def prepare(blueprint_file: str, data: str | None = None, rows: int | None = None,
-            dataset=None) -> Experiment:
-    """Bind, load, fit preprocessing on train, compile. ``dataset`` skips loading (compare)."""
+            dataset=None, training: dict | None = None) -> Experiment:
+    """Bind, load, fit preprocessing on train, compile. ``dataset`` skips loading (compare);
+    ``training`` overrides fields of the blueprint's training section (e.g. from the CLI)."""
     from .blueprint import load_blueprint
     from .compiler import compile_graph
     from .data.registry import load
@@ -63,6 +64,8 @@ def prepare(blueprint_file: str, data: str | None = None, rows: int | None = Non
 
     t0 = time.perf_counter()
     bp, doc = load_blueprint(blueprint_file, data=data)
+    if training:
+        bp = bp.model_copy(update={"training": _override(bp, training)})
     data_name = _data_path(blueprint_file, bp, data)
     if data_name is None:
         from .blueprint.errors import BlueprintError
@@ -82,6 +85,25 @@ def prepare(blueprint_file: str, data: str | None = None, rows: int | None = Non
     exp = Experiment(bp, graph, dataset, pre, model, plan, data_name, blueprint_file)
     exp.timings.update(load_s=t1 - t0, prepare_s=time.perf_counter() - t1)
     return exp
+
+
+def _override(bp, updates: dict):
+    """The training section with command-line overrides, checked like the blueprint itself."""
+    from pydantic import ValidationError
+
+    from .blueprint.errors import BlueprintError, did_you_mean
+
+    try:
+        section = bp.training.model_validate({**bp.training.model_dump(), **updates})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        flag = "--" + str(err["loc"][0]).replace("_", "-")
+        raise BlueprintError(f"{err['msg'].lower()}, got {err.get('input')!r}", key=flag) from None
+    monitors = ["auc", "loss", *(f"auc_{t}" for t in bp.task_names)]
+    if section.monitor not in monitors:
+        raise BlueprintError(f"'{section.monitor}' is not a metric", key="--monitor",
+                             hint=did_you_mean(section.monitor, monitors, what="metrics"))
+    return section
 
 
 def _data_path(blueprint_file, bp, data):
