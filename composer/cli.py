@@ -84,6 +84,23 @@ def cmd_render(args) -> int:
     return 0
 
 
+def cmd_plan(args) -> int:
+    from .losses import LossPlan
+
+    graph = _load_graph(args.file, args.data)
+    plan = LossPlan.from_blueprint(graph.blueprint)
+    print(plan.table())
+    if plan.fusion in ("gradnorm", "pareto"):
+        tasks = [t.task for t in plan.trained]
+        if plan.fusion == "gradnorm":
+            shared = [plan.params.get("shared_layer") or graph.last_shared_layer(tasks)]
+            print(f"\nGradNorm's W (last shared layer): {shared[0]}")
+        else:
+            shared = [n for n in graph.shared_nodes(tasks) if graph.nodes[n].params]
+            print(f"\nPE-LTR's shared parameters: {', '.join(shared)}")
+    return 0
+
+
 def cmd_schema(args) -> int:
     from .blueprint.schema import blueprint_model
 
@@ -288,6 +305,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="X.svg, X.png, X.pdf or X.dot")
     s.add_argument("--data", help="bind to this dataset instead of the blueprint's data:")
     s.set_defaults(func=cmd_render)
+    s = sub.add_parser("plan", help="print the loss plan: per output loss, label, mask, weight; fusion")
+    s.add_argument("file", metavar="FILE")
+    s.add_argument("--data", help="bind to this dataset instead of the blueprint's data:")
+    s.set_defaults(func=cmd_plan)
     s = sub.add_parser("train", help="train on a dataset, report exact test metrics, save a run folder")
     s.add_argument("file", metavar="BLUEPRINT")
     s.add_argument("--data", help="dataset name (synthetic, census-mtl, ...) or data YAML; "

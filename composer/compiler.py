@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .blueprint.errors import BlueprintError
-from .graph import BlockGraph, Context
+from .graph import BlockGraph, Context, map_inputs
 
 
 @dataclass
@@ -65,10 +65,10 @@ def compile_graph(graph: BlockGraph, numeric_stats=None):
     ctx = BuildContext(graph.blueprint, graph.layout, inputs=inputs, numeric_stats=numeric_stats)
     tensors = {}
     for nid in graph.order:
-        ctx.node = nid
-        ins = {fname: [tensors[t] for t in target] if isinstance(target, list) else tensors[target]
-               for fname, target in graph.inputs[nid]}
-        tensors[nid] = graph.nodes[nid].block.build(ins, ctx)
+        node = graph.nodes[nid]
+        ctx.node, ctx.source = nid, node.source
+        ctx.input_outs = map_inputs(graph.inputs[nid], lambda t: graph.nodes[t].out)
+        tensors[nid] = node.block.build(map_inputs(graph.inputs[nid], tensors.__getitem__), ctx)
     outputs = {}
     for task, nid in graph.outputs.items():
         out = tensors[nid]

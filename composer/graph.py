@@ -32,6 +32,18 @@ class Context:
     blueprint: object
     layout: FeatureLayout
     node: str = ""
+    source: str = ""  # the blueprint block the node came from
+    doc: Document | None = None
+    input_outs: dict = field(default_factory=dict)  # field -> Out (or list / dict of Out)
+
+    def expression_position(self, fname: str):
+        from .blueprint.validate import expression_position
+
+        return expression_position(self.doc, ("blocks", self.source, fname))
+
+    def kind(self, fname: str, key=None) -> str:
+        value = self.input_outs[fname]
+        return (value[key] if key is not None else value).kind
 
 
 @dataclass
@@ -46,6 +58,17 @@ class BlockGraph:
     outputs: dict[str, str]  # task -> node id
     inputs: dict[str, list] = field(default_factory=dict)  # node id -> [(field, ref node id(s))]
     warnings: list[str] = field(default_factory=list)
+
+    def shared_nodes(self, tasks) -> list[str]:
+        """Nodes every given task's output depends on (in topological order): the shared part."""
+        sets = [nx.ancestors(self.graph, self.outputs[t]) | {self.outputs[t]} for t in tasks]
+        common = set.intersection(*sets) if sets else set()
+        return [n for n in self.order if n in common]
+
+    def last_shared_layer(self, tasks) -> str | None:
+        """The last shared node holding weights (GradNorm's W)."""
+        with_weights = [n for n in self.shared_nodes(tasks) if self.nodes[n].params]
+        return with_weights[-1] if with_weights else None
 
     @property
     def block_params(self) -> int | None:
@@ -124,7 +147,8 @@ class _Builder:
             self.stamped[name] = ids
             return
         for refs in block.references().values():
-            for ref in refs if isinstance(refs, list) else [refs]:
+            refs = list(refs.values()) if isinstance(refs, dict) else refs if isinstance(refs, list) else [refs]
+            for ref in refs:
                 if "{task}" in ref or "{scenario}" in ref:
                     self.problems.append(self._error(
                         ("blocks", source, "for_each"), f"reference '{ref}' uses a placeholder "
@@ -134,7 +158,7 @@ class _Builder:
 
     def _add_one(self, nid, block, source, task):
         if block.composite:
-            ctx = Context(self.bp, self.layout, nid)
+            ctx = Context(self.bp, self.layout, nid, source, self.doc)
             try:
                 children, ports = block.expand(nid, ctx)
             except ShapeError as exc:
@@ -156,6 +180,16 @@ class _Builder:
     def _connect(self, g, node: Node):
         resolved = []
         for fname, refs in node.block.references().items():
+            if isinstance(refs, dict):
+                targets = {}
+                for key, ref in refs.items():
+                    path = ("blocks", node.source, fname, key)
+                    target = self._resolve(ref, path, node)
+                    if target:
+                        g.add_edge(target, node.id, path=path)
+                    targets[key] = target
+                resolved.append((fname, targets))
+                continue
             many = isinstance(refs, list)
             targets = []
             for i, ref in enumerate(refs if many else [refs]):
@@ -211,13 +245,10 @@ class _Builder:
     def _infer(self, graph: BlockGraph):
         for nid in graph.order:
             node = self.nodes[nid]
-            ins = {}
-            for fname, target in graph.inputs[nid]:
-                ins[fname] = [self.nodes[t].out for t in target] if isinstance(target, list) else self.nodes[target].out
-            if any(v is None for v in ins.values()) or any(
-                    isinstance(v, list) and None in v for v in ins.values()):
+            ins = map_inputs(graph.inputs[nid], lambda t: self.nodes[t].out if t else None)
+            if any(v is None for v in _leaves(ins)):
                 continue  # an upstream block already failed
-            ctx = Context(self.bp, self.layout, nid)
+            ctx = Context(self.bp, self.layout, nid, node.source, self.doc, ins)
             try:
                 node.out = node.block.infer(ins, ctx)
                 node.params = node.block.count_params(ins, ctx)
@@ -225,6 +256,8 @@ class _Builder:
                 where = f"'{nid}': " if nid != node.source else ""
                 path = ("blocks", node.source) + ((exc.field,) if exc.field and nid == node.source else ())
                 self.problems.append(self._error(path, where + exc.message, exc.hint))
+            except BlueprintError as exc:  # e.g. an expression error, already located
+                self.problems.append(exc)
 
     def _check_outputs(self, graph):
         for task, nid in graph.outputs.items():
@@ -247,6 +280,29 @@ class _Builder:
             graph.warnings.append(f"{loc}: blocks.{source}: not used by any output")
 
 
+def map_inputs(resolved, fn) -> dict:
+    """Apply ``fn`` to every resolved node id of a node's inputs, keeping str/list/dict shape."""
+    out = {}
+    for fname, target in resolved:
+        if isinstance(target, dict):
+            out[fname] = {k: fn(t) for k, t in target.items()}
+        elif isinstance(target, list):
+            out[fname] = [fn(t) for t in target]
+        else:
+            out[fname] = fn(target)
+    return out
+
+
+def _leaves(ins: dict):
+    for value in ins.values():
+        if isinstance(value, dict):
+            yield from value.values()
+        elif isinstance(value, list):
+            yield from value
+        else:
+            yield value
+
+
 def _substitute(block: Block, kind: str, member: str) -> Block:
     mark = "{" + kind + "}"
     update = {}
@@ -256,6 +312,8 @@ def _substitute(block: Block, kind: str, member: str) -> Block:
             update[fname] = value.replace(mark, member)
         elif isinstance(value, list) and any(isinstance(v, str) and mark in v for v in value):
             update[fname] = [v.replace(mark, member) if isinstance(v, str) else v for v in value]
+        elif isinstance(value, dict) and any(isinstance(v, str) and mark in v for v in value.values()):
+            update[fname] = {k: v.replace(mark, member) if isinstance(v, str) else v for k, v in value.items()}
     return block.model_copy(update=update)
 
 

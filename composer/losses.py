@@ -1,6 +1,8 @@
-"""The LossPlan: per output its loss, label and weight, plus the fusion strategy.
+"""The LossPlan: per output its loss, label (column or expression), mask and weight, plus the
+fusion strategy and its parameters.
 
-Pure Python: printable as a table and as YAML; the training loop executes exactly this plan.
+Pure Python: printable as a table and as a dict; ``composer plan`` prints it, the run folder
+records it, and the training loop (composer/fusion.py) executes exactly this plan.
 """
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ from dataclasses import asdict, dataclass, field
 class LossTerm:
     task: str
     output: str  # the model output (named after the task)
-    loss: str
-    label: str  # label column
-    weight: float
+    loss: str | None  # None: predicted and evaluated, no loss term (ESMM's CVR)
+    label: str  # label column or label expression
+    where: str | None  # rows where the loss and the metrics count (None: all rows)
+    weight: float  # the fixed weight, or the starting weight of a learned strategy
 
 
 @dataclass(frozen=True)
@@ -24,18 +27,30 @@ class LossPlan:
 
     @classmethod
     def from_blueprint(cls, bp) -> "LossPlan":
-        weights = getattr(bp.loss, "weights", {})
-        terms = [LossTerm(task=t.name, output=t.name, loss="binary_crossentropy",
-                          label=t.label_column, weight=float(weights.get(t.name, 1.0)))
+        section = bp.loss
+        weights = getattr(section, "weights", {})
+        terms = [LossTerm(task=t.name, output=t.name, loss="binary_crossentropy" if t.loss else None,
+                          label=t.label_text, where=t.where, weight=float(weights.get(t.name, 1.0)))
                  for t in bp.tasks]
-        return cls(fusion=bp.loss.fusion, terms=terms)
+        params = section.model_dump(exclude={"fusion", "weights"})
+        if section.fusion == "pareto":
+            trained = [t.task for t in terms if t.loss]
+            params["lower_bounds"] = {t: section.lower_bounds.get(t, section.default_lower_bound) for t in trained}
+            params.pop("default_lower_bound")
+        return cls(fusion=section.fusion, terms=terms, params=params)
+
+    @property
+    def trained(self) -> list[LossTerm]:
+        return [t for t in self.terms if t.loss]
 
     def table(self) -> str:
         from tabulate import tabulate
 
-        rows = [[t.task, t.output, t.loss, t.label, t.weight] for t in self.terms]
-        head = f"loss fusion: {self.fusion}" + (f" {self.params}" if self.params else "")
-        return head + "\n" + tabulate(rows, headers=["task", "output", "loss", "label", "weight"])
+        rows = [[t.task, t.output, t.loss or "none (evaluated only)", t.label, t.where or "all rows",
+                 t.weight if t.loss else ""] for t in self.terms]
+        shown = {k: v for k, v in self.params.items() if v is not None}
+        head = f"loss fusion: {self.fusion}" + (f" {shown}" if shown else "")
+        return head + "\n" + tabulate(rows, headers=["task", "output", "loss", "label", "where", "weight"])
 
     def to_dict(self) -> dict:
         return {"fusion": self.fusion, "params": dict(self.params),

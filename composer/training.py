@@ -32,24 +32,61 @@ class Experiment:
     data_name: str
     blueprint_file: str = ""
     timings: dict = field(default_factory=dict)
+    trainer: object = None
+    task_weights: dict = field(default_factory=dict)
 
     @property
     def tasks(self):
         return self.bp.task_names
 
-    def label_columns(self) -> dict[str, str]:
-        return {t.name: t.label_column for t in self.bp.tasks}
+    def labels(self, rows) -> tuple[dict, dict]:
+        """Per task: labels (label column or label expression; -1 where a label it reads is
+        missing) and the rows that count (valid label and the task's ``where``)."""
+        from .blueprint.expressions import parse_label
+
+        labels, masks = {}, {}
+        for task in self.bp.tasks:
+            labels[task.name] = _label_values(parse_label(task.label_text), rows)
+            mask = labels[task.name] >= 0
+            if task.where:
+                where = _label_values(parse_label(task.where), rows)
+                mask &= where == 1
+            masks[task.name] = mask
+        return labels, masks
 
     def arrays(self, part: str):
-        """Packed inputs, labels and per-task sample weights (0 where a label is missing, -1)."""
+        """Packed inputs, labels and per-task sample weights (0 where a label is missing or
+        outside the task's ``where``)."""
         rows = self.dataset.part(part).frame
         x = self.pre.pack(rows, self.graph.layout)
-        y, w = {}, {}
-        for task, col in self.label_columns().items():
-            label = rows[col].to_numpy()
-            y[task] = np.where(label < 0, 0, label).astype("float32").reshape(-1, 1)
-            w[task] = (label >= 0).astype("float32")
+        labels, masks = self.labels(rows)
+        y = {t: np.where(labels[t] < 0, 0, labels[t]).astype("float32").reshape(-1, 1) for t in self.tasks}
+        w = {t: masks[t].astype("float32") for t in self.tasks}
         return x, y, w
+
+
+class _NumpyOps:
+    logical_and = staticmethod(np.logical_and)
+    logical_or = staticmethod(np.logical_or)
+    logical_not = staticmethod(np.logical_not)
+    equal = staticmethod(np.equal)
+    not_equal = staticmethod(np.not_equal)
+    add = staticmethod(np.add)
+    subtract = staticmethod(np.subtract)
+    multiply = staticmethod(np.multiply)
+    negative = staticmethod(np.negative)
+
+
+def _label_values(expr, rows) -> np.ndarray:
+    """0/1 per row from a label expression; -1 where any column it reads is missing (-1)."""
+    from .blueprint.expressions import evaluate
+
+    cols = {n: rows[n].to_numpy() for n in expr.names()}
+    missing = np.zeros(len(rows), dtype=bool)
+    for v in cols.values():
+        missing |= v < 0
+    value = np.asarray(evaluate(expr, {n: v == 1 for n, v in cols.items()}, _NumpyOps)).astype("int64")
+    return np.where(missing, -1, value)
 
 
 def prepare(blueprint_file: str, data: str | None = None, rows: int | None = None,
@@ -166,13 +203,14 @@ def fit(exp: Experiment, verbose: int = 1, epochs: int | None = None, batch_size
     """Train in place; returns the Keras History."""
     import keras
 
+    from .fusion import PlanTrainer
+
     training = exp.bp.training
     batch_size = batch_size or training.batch_size
     keras.utils.set_random_seed(training.seed)
-    plan = exp.plan
-    exp.model.compile(optimizer=_optimizer(training),
-                      loss={t.output: "binary_crossentropy" for t in plan.terms},
-                      loss_weights={t.output: t.weight for t in plan.terms})
+    trainer = PlanTrainer(exp.model, exp.plan, shared_layers=_shared_layers(exp))
+    trainer.compile(optimizer=_optimizer(training))
+    exp.trainer = trainer
     x, y, w = exp.arrays("train")
     xv, yv, wv = exp.arrays("valid")
     data, kwargs = _batches(x, y, w, batch_size, True, training.seed)
@@ -183,12 +221,43 @@ def fit(exp: Experiment, verbose: int = 1, epochs: int | None = None, batch_size
     else:
         kwargs["x"] = data
     t0 = time.perf_counter()
-    history = exp.model.fit(epochs=epochs or training.epochs, verbose=verbose,
+    history = trainer.fit(epochs=epochs or training.epochs, verbose=verbose,
                             callbacks=_callbacks(exp, xv, yv, wv), **kwargs)
     exp.timings["train_s"] = time.perf_counter() - t0
     exp.timings["epochs_run"] = len(history.history.get("loss", []))
     exp.timings["train_examples_per_s"] = len(next(iter(x.values()))) * exp.timings["epochs_run"] / exp.timings["train_s"]
+    exp.task_weights = trainer.task_weight_values()
     return history
+
+
+def _shared_layers(exp):
+    """The Keras layers a gradient strategy differentiates: GradNorm's last shared layer W, or
+    PE-LTR's shared parameters theta (every shared block)."""
+    plan, graph = exp.plan, exp.graph
+    tasks = [t.task for t in plan.trained]
+    if plan.fusion == "gradnorm":
+        nid = plan.params.get("shared_layer") or graph.last_shared_layer(tasks)
+        nids = [nid] if nid else []
+    elif plan.fusion == "pareto":
+        nids = [n for n in graph.shared_nodes(tasks) if graph.nodes[n].params]
+    else:
+        return []
+    if not nids:
+        from .blueprint.errors import BlueprintError
+
+        raise BlueprintError(f"{plan.fusion} needs a block with weights shared by every task",
+                             key="loss", hint="this blueprint shares only the embeddings")
+    layers = []
+    for nid in nids:
+        name = nid.replace("/", ".")
+        try:
+            layers.append(exp.model.get_layer(name))
+        except ValueError:
+            from .blueprint.errors import BlueprintError, did_you_mean
+
+            raise BlueprintError(f"no block '{nid}' with weights", key="loss.shared_layer",
+                                 hint=did_you_mean(nid, list(graph.nodes), what="blocks")) from None
+    return layers
 
 
 def predict(exp: Experiment, part: str) -> dict[str, np.ndarray]:
@@ -205,7 +274,9 @@ def report(exp: Experiment, part: str = "test", predictions=None):
     predictions = predictions if predictions is not None else predict(exp, part)
     spec = exp.dataset.spec
     scenario_col = exp.bp.scenarios.feature if exp.bp.scenarios else spec.scenario
-    columns = {f"label:{t}": rows[col].to_numpy() for t, col in exp.label_columns().items()}
+    labels, masks = exp.labels(rows)
+    columns = {f"label:{t}": labels[t] for t in exp.tasks}
+    columns.update({f"mask:{t}": masks[t] for t in exp.tasks})
     columns.update({f"pred:{t}": p for t, p in predictions.items()})
     if scenario_col:
         columns[scenario_col] = rows[scenario_col].astype("string").to_numpy()
@@ -216,7 +287,8 @@ def report(exp: Experiment, part: str = "test", predictions=None):
     frame = pd.DataFrame(columns)
     return evaluate_predictions(
         frame, {t: f"pred:{t}" for t in exp.tasks},
-        label_columns={t: f"label:{t}" for t in exp.tasks}, scenario=scenario_col, group=spec.group)
+        label_columns={t: f"label:{t}" for t in exp.tasks}, masks={t: f"mask:{t}" for t in exp.tasks},
+        scenario=scenario_col, group=spec.group)
 
 
 def save_run(exp: Experiment, out_dir: str, history=None, test_report=None) -> Path:
@@ -230,7 +302,7 @@ def save_run(exp: Experiment, out_dir: str, history=None, test_report=None) -> P
     (out / RUN_FILES["data"]).write_text(json.dumps({
         "name": exp.data_name, "source": exp.dataset.source, "rows": exp.dataset.counts(),
         "labels": spec.labels, "scenario": spec.scenario, "group": spec.group,
-        "timings": exp.timings}, indent=2, default=str))
+        "timings": exp.timings, "task_weights": exp.task_weights}, indent=2, default=str))
     if history is not None:
         import pandas as pd
 

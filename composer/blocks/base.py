@@ -48,7 +48,7 @@ class Block(BaseModel):
     family: ClassVar[str] = ""
 
     # -- the graph side (pure Python) ------------------------------------------------------
-    def references(self) -> dict[str, str | list[str]]:
+    def references(self) -> dict[str, str | list[str] | dict[str, str]]:
         return {name: getattr(self, name) for name in self.refs if getattr(self, name) is not None}
 
     def infer(self, inputs: dict[str, Any], ctx) -> Out:

@@ -84,11 +84,22 @@ def _tasks(bp, spec, err):
     if spec is not None:
         columns = list(spec.labels.values())
         for i, t in enumerate(bp.tasks):
-            if t.label_column not in columns:
-                err(("tasks", i, "label" if t.label else "name"),
-                    f"label column '{t.label_column}' is not a label of dataset '{spec.name}'",
-                    did_you_mean(t.label_column, columns, what="label columns"))
+            try:
+                used = t.columns()
+            except BlueprintError:
+                continue  # a malformed expression; the cross-checks report it with its column
+            for name in used:
+                if name not in columns:
+                    field = "where" if t.where and name not in _label_names(t) else "label" if t.label else "name"
+                    err(("tasks", i, field), f"label column '{name}' is not a label of dataset '{spec.name}'",
+                        did_you_mean(name, columns, what="label columns"))
     return list(bp.tasks)
+
+
+def _label_names(task):
+    from .expressions import parse_label
+
+    return parse_label(task.label_text).names()
 
 
 def _expand(members, names):

@@ -58,12 +58,33 @@ def _forms(**forms):
 
 class Task(Strict):
     name: Identifier = Field(description="Task name; the model output of the same name.")
-    label: Identifier | None = Field(None, description="Label column (defaults to the task name).")
+    label: str | None = Field(
+        None, description="Label column, or a label expression over 0/1 label columns such as "
+        "`click & buy` (defaults to the task name).")
+    where: str | None = Field(
+        None, description="Label expression selecting the rows where this task's loss and "
+        "metrics count, e.g. `click` for a CVR trained and evaluated on clicked rows only.")
+    loss: bool = Field(True, description="false: no loss term of its own (ESMM's CVR, trained "
+                       "through CTCVR); still predicted and evaluated.")
     type: Literal["binary"] = Field("binary", description="Binary classification (a probability).")
 
     @property
-    def label_column(self) -> str:
+    def label_text(self) -> str:
         return self.label or self.name
+
+    @property
+    def label_column(self) -> str:
+        """The label column when the label is a plain column name."""
+        return self.label_text
+
+    def columns(self) -> list[str]:
+        """Every label column the label and ``where`` expressions read, in order."""
+        from .expressions import parse_label
+
+        names = parse_label(self.label_text).names()
+        if self.where:
+            names += [n for n in parse_label(self.where).names() if n not in names]
+        return names
 
 
 class Scenarios(Strict):
@@ -77,7 +98,36 @@ class FixedLoss(Strict):
         default_factory=dict, description="Per-task weight; tasks not named get 1.0.")
 
 
-LossSection = Annotated[Union[FixedLoss], Field(discriminator="fusion")]
+class UncertaintyLoss(Strict):
+    fusion: Literal["uncertainty"] = Field(
+        description="Kendall et al., CVPR 2018: L = sum_t exp(-s_t) L_t + s_t / 2 with learned "
+        "s_t = log sigma_t^2 (classification form). The total can be negative.")
+    initial_log_variance: float = Field(0.0, ge=-10, le=10, description="Initial s_t for every task.")
+
+
+class GradNormLoss(Strict):
+    fusion: Literal["gradnorm"] = Field(
+        description="Chen et al., ICML 2018: task weights trained so that the gradient norms of the "
+        "weighted task losses on the last shared layer follow each task's relative training rate.")
+    alpha: float = Field(1.5, ge=0, le=10, description="Restoring force (0 equalises gradient norms).")
+    learning_rate: float = Field(0.025, gt=0, le=10, description="Learning rate of the task weights.")
+    shared_layer: str | None = Field(
+        None, description="Block whose weights W the norms are taken on (default: the last block "
+        "shared by every task).")
+
+
+class ParetoLoss(Strict):
+    fusion: Literal["pareto"] = Field(
+        description="PE-LTR (Lin et al., RecSys 2019): weights minimising ||sum_t w_t grad_t||^2 on "
+        "the shared parameters, with sum w = 1 and w_t >= lower bound.")
+    lower_bounds: dict[Identifier, float] = Field(
+        default_factory=dict, description="Per-task lower bound c_t (tasks not named get `default_lower_bound`).")
+    default_lower_bound: float = Field(0.1, ge=0, lt=1, description="c_t for tasks not listed.")
+    every: int = Field(10, ge=1, le=100_000, description="Recompute the weights every k steps.")
+
+
+LossSection = Annotated[Union[FixedLoss, UncertaintyLoss, GradNormLoss, ParetoLoss],
+                        Field(discriminator="fusion")]
 
 
 class Training(Strict):

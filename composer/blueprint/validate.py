@@ -265,10 +265,9 @@ def _cross_check(bp, doc: Document):
         if not members:
             yield err(("groups", gname), "a group needs at least one feature")
     for i, task in enumerate(bp.tasks):
-        if task.label_column in features:
-            yield err(("tasks", i, "label" if task.label else "name"),
-                      f"label column '{task.label_column}' is also a feature",
-                      "a label used as a feature leaks the answer; remove it from features")
+        yield from _check_task(task, i, features, doc, err)
+    if not any(t.loss for t in bp.tasks):
+        yield err(("tasks",), "no task has a loss", "set loss: true on at least one task")
     tasks = bp.task_names
     for name in bp.outputs:
         if name not in tasks:
@@ -284,10 +283,17 @@ def _cross_check(bp, doc: Document):
                       did_you_mean(bp.scenarios.feature, features, what="features"))
         elif f.kind != "categorical":
             yield err(("scenarios", "feature"), f"scenario feature '{f.name}' must be categorical")
-    for t in getattr(bp.loss, "weights", {}):
-        if t not in tasks:
-            yield err(("loss", "weights", t), f"'{t}' is not a task", did_you_mean(t, tasks, what="tasks"),
-                      at_key=True)
+    for field in ("weights", "lower_bounds"):
+        for t in getattr(bp.loss, field, {}):
+            if t not in tasks:
+                yield err(("loss", field, t), f"'{t}' is not a task", did_you_mean(t, tasks, what="tasks"),
+                          at_key=True)
+    if bp.loss.fusion == "pareto":
+        loss_tasks = [t.name for t in bp.tasks if t.loss]
+        total = sum(bp.loss.lower_bounds.get(t, bp.loss.default_lower_bound) for t in loss_tasks)
+        if total >= 1:
+            yield err(("loss",), f"the lower bounds of the {len(loss_tasks)} trained tasks sum to {total:g}",
+                      "PE-LTR needs sum of lower bounds < 1 (weights sum to 1)")
     monitors = ["auc", "loss", *(f"auc_{t}" for t in tasks)]
     if bp.training.monitor not in monitors:
         yield err(("training", "monitor"), f"'{bp.training.monitor}' is not a metric",
@@ -302,6 +308,45 @@ def _cross_check(bp, doc: Document):
         if block.composite and block.for_each:
             yield err(("blocks", name, "for_each"), f"'{block.type}' is composite and stamps per task itself",
                       "remove for_each")
+
+
+def expression_position(doc: Document, path: tuple) -> tuple[str, int | None, int | None]:
+    """(file, line, column of the expression's first character) for a string value; a quoted
+    YAML scalar starts one column after its quote."""
+    if doc is None:
+        return "<blueprint>", None, None
+    loc = doc.location(path)
+    col = loc.column
+    try:
+        with open(doc.file, encoding="utf-8") as fh:
+            line_text = fh.read().splitlines()[loc.line - 1]
+        if col and line_text[col - 1:col] in ("'", '"'):
+            col += 1
+    except (OSError, IndexError):
+        pass
+    return loc.file, loc.line, col
+
+
+def _check_task(task, i, features, doc, err):
+    from .expressions import ExpressionError, parse_label
+
+    for field in ("label", "where"):
+        text = getattr(task, field)
+        if text is None:
+            continue
+        file, line, col = expression_position(doc, ("tasks", i, field))
+        try:
+            expr = parse_label(text, file=file, line=line, column=col, key=path_text(("tasks", i, field)))
+        except ExpressionError as exc:
+            yield exc
+            continue
+        for name in expr.names():
+            if name in features:
+                yield err(("tasks", i, field), f"label column '{name}' is also a feature",
+                          "a label used as a feature leaks the answer; remove it from features")
+    if task.label is None and task.name in features:
+        yield err(("tasks", i, "name"), f"label column '{task.name}' is also a feature",
+                  "a label used as a feature leaks the answer; remove it from features")
 
 
 def _duplicates(names, section, what, err):

@@ -1,0 +1,170 @@
+"""Executes a LossPlan: per-task masked losses and their fusion during training.
+
+``PlanTrainer`` wraps the compiled (functional) model for training only; the saved and served
+artefact stays the plain functional model. Loss-only strategies (fixed, uncertainty) live in
+``compute_loss``, which every Keras backend runs; gradient strategies (GradNorm, PE-LTR) need
+per-task gradients, so they have their own ``train_step`` (TensorFlow backend).
+Per-task raw losses and the task weights are logged every epoch (``loss_<task>``,
+``weight_<task>``).
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from .fusion_math import pareto_weights
+
+GRADIENT_STRATEGIES = ("gradnorm", "pareto")
+
+
+class PlanTrainer(keras.Model):
+    def __init__(self, net, plan, shared_layers=(), **kwargs):
+        super().__init__(name=f"{net.name}_trainer", **kwargs)
+        self.net = net
+        self.plan = plan
+        self.tasks = [t.task for t in plan.trained]
+        self.fusion = plan.fusion
+        self.shared_layers = list(shared_layers)
+        n = len(self.tasks)
+        fixed = [t.weight for t in plan.trained]
+        if self.fusion == "uncertainty":
+            init = plan.params.get("initial_log_variance", 0.0)
+            self.log_variance = self.add_weight(name="log_variance", shape=(n,),
+                                                initializer=keras.initializers.Constant(init))
+        start = fixed if self.fusion == "fixed" else [1.0] * n if self.fusion == "gradnorm" else [1.0 / n] * n
+        self.task_weights = self.add_weight(name="task_weights", shape=(n,), trainable=False,
+                                            initializer=keras.initializers.Constant(start))
+        if self.fusion == "gradnorm":
+            self.initial_losses = self.add_weight(name="initial_losses", shape=(n,), trainable=False,
+                                                  initializer="zeros")
+            self.gradnorm_optimizer = keras.optimizers.Adam(plan.params.get("learning_rate", 0.025))
+        self.step_counter = self.add_weight(name="step", shape=(), dtype="int64", trainable=False,
+                                            initializer="zeros")
+        self.trackers = {"loss": keras.metrics.Mean(name="loss")}
+        for t in self.tasks:
+            self.trackers[f"loss_{t}"] = keras.metrics.Mean(name=f"loss_{t}")
+            self.trackers[f"weight_{t}"] = keras.metrics.Mean(name=f"weight_{t}")
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def call(self, x, training=False):
+        return self.net(x, training=training)
+
+    # -- the plan ------------------------------------------------------------------------
+    def task_losses(self, y, y_pred, sample_weight):
+        """Masked mean BCE per trained task; 0 (not NaN) for a batch without valid labels."""
+        out = []
+        for t in self.tasks:
+            label = ops.reshape(ops.cast(y[t], "float32"), (-1,))
+            prob = ops.reshape(y_pred[t], (-1,))
+            bce = keras.losses.binary_crossentropy(ops.expand_dims(label, -1), ops.expand_dims(prob, -1))
+            w = ops.ones_like(label) if sample_weight is None else ops.reshape(sample_weight[t], (-1,))
+            out.append(ops.sum(bce * w) / ops.maximum(ops.sum(w), 1.0))
+        return out
+
+    def weights_now(self):
+        if self.fusion == "uncertainty":
+            return ops.exp(-self.log_variance)
+        return self.task_weights
+
+    def fuse(self, losses):
+        stacked = ops.stack(losses)
+        if self.fusion == "uncertainty":
+            # Kendall et al. classification form: exp(-s) L + s / 2 (can be negative)
+            return ops.sum(ops.exp(-self.log_variance) * stacked + 0.5 * self.log_variance)
+        return ops.sum(self.task_weights * stacked)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        losses = self.task_losses(y, y_pred, sample_weight)
+        total = self.fuse(losses)
+        if self.net.losses:
+            total = total + ops.sum(ops.stack(self.net.losses))
+        self._track(total, losses)
+        return total
+
+    def _track(self, total, losses):
+        self.trackers["loss"].update_state(total)
+        weights = self.weights_now()
+        for i, t in enumerate(self.tasks):
+            self.trackers[f"loss_{t}"].update_state(losses[i])
+            self.trackers[f"weight_{t}"].update_state(weights[i])
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return self.get_metrics_result()
+
+    # -- gradient strategies (TensorFlow) ------------------------------------------------
+    def train_step(self, data):
+        if self.fusion not in GRADIENT_STRATEGIES:
+            return super().train_step(data)
+        if keras.backend.backend() != "tensorflow":
+            raise NotImplementedError(f"{self.fusion} needs KERAS_BACKEND=tensorflow for now")
+        import tensorflow as tf
+
+        x, y, sw = keras.utils.unpack_x_y_sample_weight(data)
+        shared = [v for layer in self.shared_layers for v in layer.trainable_variables]
+        with tf.GradientTape(persistent=True) as tape:
+            y_pred = self(x, training=True)
+            losses = self.task_losses(y, y_pred, sw)
+            total = self.fuse(losses)
+            if self.net.losses:
+                total = total + tf.add_n(self.net.losses)
+        variables = self.net.trainable_variables
+        grads = tape.gradient(total, variables)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        if self.fusion == "gradnorm":
+            self._gradnorm_update(tape, losses, shared)
+        else:
+            tf.cond(self.step_counter % int(self.plan.params.get("every", 10)) == 0,
+                    lambda: self._pareto_update(tape, losses, shared), lambda: tf.constant(0.0))
+        del tape
+        self.step_counter.assign_add(1)
+        self._track(total, losses)
+        return self.get_metrics_result()
+
+    def _gradnorm_update(self, tape, losses, shared):
+        """GradNorm (Chen et al., ICML 2018): G_t = w_t ||grad_W L_t||; move w toward
+        mean(G) * r_t^alpha (a constant target), then renormalise to sum T."""
+        import tensorflow as tf
+
+        n = len(self.tasks)
+        loss_vec = tf.stack(losses)
+        self.initial_losses.assign(tf.where(self.step_counter == 0, loss_vec, self.initial_losses))
+        norms = tf.stack([tf.linalg.global_norm([g for g in tape.gradient(l, shared) if g is not None])
+                          for l in losses])
+        with tf.GradientTape() as wtape:
+            weights = tf.convert_to_tensor(self.task_weights)
+            wtape.watch(weights)
+            g = weights * norms
+            ratio = loss_vec / tf.maximum(self.initial_losses, 1e-12)
+            rate = ratio / tf.reduce_mean(ratio)
+            target = tf.stop_gradient(tf.reduce_mean(g) * rate ** self.plan.params.get("alpha", 1.5))
+            gn_loss = tf.reduce_sum(tf.abs(g - target))
+        grad = wtape.gradient(gn_loss, weights)
+        lr = self.plan.params.get("learning_rate", 0.025)
+        new = tf.maximum(self.task_weights - lr * grad, 1e-4)
+        self.task_weights.assign(new * n / tf.reduce_sum(new))
+
+    def _pareto_update(self, tape, losses, shared):
+        """PE-LTR (Lin et al., RecSys 2019): weights minimising ||sum_t w_t grad_theta L_t||^2
+        on the shared parameters, sum w = 1, w_t >= c_t; solved exactly in closed form per
+        active set (composer/fusion_math.py)."""
+        import tensorflow as tf
+
+        flat = []
+        for l in losses:
+            gs = tape.gradient(l, shared)
+            flat.append(tf.concat([tf.reshape(g if g is not None else tf.zeros_like(v), [-1])
+                                   for g, v in zip(gs, shared)], axis=0))
+        grads = tf.stack(flat)
+        lower = np.array([self.plan.params["lower_bounds"][t] for t in self.tasks], dtype="float64")
+        w = tf.numpy_function(lambda g: pareto_weights(g.astype("float64"), lower).astype("float32"),
+                              [grads], tf.float32)
+        w.set_shape((len(self.tasks),))
+        self.task_weights.assign(w)
+        return tf.constant(0.0)
+
+    def task_weight_values(self) -> dict[str, float]:
+        return {t: float(v) for t, v in zip(self.tasks, np.asarray(self.weights_now()))}

@@ -1,0 +1,153 @@
+"""Probability chains (ESMM, ESM2) and the loss-fusion strategies, end to end on small data."""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from composer import training  # noqa: E402
+from composer.cli import main  # noqa: E402
+from composer.layers.chains import ProbabilityChain  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ESMM = (ROOT / "blueprints" / "esmm.yaml").read_text()
+
+
+def test_chain_layer_matches_the_esm2_formula():
+    rng = np.random.default_rng(0)
+    y = [rng.uniform(0.01, 0.99, size=(7, 1)).astype("float32") for _ in range(4)]
+    layer = ProbabilityChain("y1 * (y2 * y3 + (1 - y2) * y4)", ["y1", "y2", "y3", "y4"], [False] * 4)
+    got = np.asarray(layer(y))
+    y1, y2, y3, y4 = y
+    np.testing.assert_allclose(got, y1 * (y2 * y3 + (1 - y2) * y4), rtol=1e-6)
+
+
+def test_chain_layer_applies_sigmoid_to_logits_not_products_of_logits():
+    logits = [np.array([[2.0], [-1.0]], "float32"), np.array([[0.5], [3.0]], "float32")]
+    got = np.asarray(ProbabilityChain("a * b", ["a", "b"], [True, True])(logits))
+    sig = [1 / (1 + np.exp(-v)) for v in logits]
+    np.testing.assert_allclose(got, sig[0] * sig[1], rtol=1e-6)
+    assert np.all((got > 0) & (got < 1))
+
+
+def test_chain_layer_round_trips_config():
+    layer = ProbabilityChain("1 - a * b", ["a", "b"], [True, False])
+    again = ProbabilityChain.from_config(layer.get_config())
+    x = [np.array([[0.3]], "float32"), np.array([[0.6]], "float32")]
+    np.testing.assert_array_equal(np.asarray(layer(x)), np.asarray(again(x)))
+
+
+def _experiment(tmp_path, text, rows=3000):
+    path = tmp_path / "bp.yaml"
+    path.write_text(text)
+    return training.prepare(str(path), data=f"synthetic-chain:rows={rows}")
+
+
+def _cvr_tower_gradient(exp, clicked: bool):
+    """Gradient of the fused loss on the CVR tower's kernels from clicked or unclicked rows."""
+    from composer.fusion import PlanTrainer
+
+    x, y, w = exp.arrays("train")
+    rows = np.where((y["ctr"][:, 0] == 1) == clicked)[0][:256]
+    pick = lambda d: {k: v[rows] for k, v in d.items()}  # noqa: E731
+    trainer = PlanTrainer(exp.model, exp.plan)
+    layer = exp.model.get_layer("cvr_tower")
+    with tf.GradientTape() as tape:
+        pred = trainer(pick(x), training=False)
+        loss = trainer.fuse(trainer.task_losses(pick(y), pred, pick(w)))
+    grads = tape.gradient(loss, [v.value for v in layer.trainable_variables])
+    return max(float(tf.reduce_max(tf.abs(g))) for g in grads if g is not None)
+
+
+def test_esmm_cvr_learns_from_unclicked_rows_but_the_masked_baseline_does_not(tmp_path):
+    esmm = _experiment(tmp_path, ESMM)
+    assert _cvr_tower_gradient(esmm, clicked=False) > 0  # entire space: CTCVR reaches CVR
+    naive = ESMM.replace("{name: cvr, label: conversion, where: click, loss: false}",
+                         "{name: cvr, label: conversion, where: click}")
+    naive = naive.replace("{ctr: 1.0, ctcvr: 1.0}", "{ctr: 1.0, cvr: 1.0, ctcvr: 0.0}")
+    base = _experiment(tmp_path, naive)
+    assert _cvr_tower_gradient(base, clicked=False) == 0.0  # CVR loss only on clicked rows
+    assert _cvr_tower_gradient(base, clicked=True) > 0
+
+
+def test_ctcvr_label_is_derived_and_cvr_is_evaluated_on_clicks(tmp_path):
+    exp = _experiment(tmp_path, ESMM)
+    rows = exp.dataset.part("test").frame
+    labels, masks = exp.labels(rows)
+    np.testing.assert_array_equal(labels["ctcvr"], (rows["click"] & rows["conversion"]).to_numpy())
+    np.testing.assert_array_equal(masks["cvr"], rows["click"].to_numpy() == 1)
+    assert masks["ctcvr"].all()
+
+
+def test_a_batch_without_valid_labels_gives_zero_loss_not_nan(tmp_path):
+    from composer.fusion import PlanTrainer
+
+    exp = _experiment(tmp_path, ESMM)
+    x, y, w = exp.arrays("train")
+    w = {k: np.zeros_like(v) for k, v in w.items()}
+    trainer = PlanTrainer(exp.model, exp.plan)
+    losses = trainer.task_losses(y, trainer(x, training=False), w)
+    assert all(float(v) == 0.0 for v in losses)
+
+
+@pytest.mark.parametrize("bad,pattern", [
+    ('expression: "ctr * cvr"', ('expression: "ctr * cvrr"', r"esmm\.yaml:\d+:\d+: .*unknown .*'cvrr'.*did you mean 'cvr'")),
+    ('expression: "ctr * cvr"', ('expression: "ctr * (cvr"', r"esmm\.yaml:\d+:\d+: .*unmatched '\('")),
+    ('expression: "ctr * cvr"', ('expression: "ctr / cvr"', r"esmm\.yaml:\d+:\d+: .*division")),
+    ('label: "click & conversion"', ('label: "click && conversion"', r"esmm\.yaml:\d+:\d+: ")),
+])
+def test_expression_errors_are_located(tmp_path, capsys, bad, pattern):
+    import re
+
+    old, (new, regex) = bad, pattern
+    path = tmp_path / "esmm.yaml"
+    path.write_text(ESMM.replace(old, new))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(regex, err), err
+    line_no = next(i for i, line in enumerate(ESMM.replace(old, new).splitlines(), 1) if new in line)
+    assert f"esmm.yaml:{line_no}:" in err
+
+
+def test_expression_error_column_points_inside_the_expression(tmp_path, capsys):
+    text = ESMM.replace('expression: "ctr * cvr"', 'expression: "ctr * cvrr"')
+    path = tmp_path / "esmm.yaml"
+    path.write_text(text)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    line_no, line = next((i, l) for i, l in enumerate(text.splitlines(), 1) if "cvrr" in l)
+    assert err.startswith(f"{path}:{line_no}:{line.index('cvrr') + 1}:"), err
+
+
+def _fit(tmp_path, blueprint, rows=6000, epochs=2):
+    exp = training.prepare(str(ROOT / "blueprints" / blueprint), data=f"synthetic:rows={rows}",
+                           training={"epochs": epochs, "patience": 10})
+    history = training.fit(exp, verbose=0)
+    return exp, history.history
+
+
+def test_uncertainty_log_variances_are_trainable_and_change(tmp_path):
+    exp, hist = _fit(tmp_path, "mmoe_uncertainty.yaml")
+    s = np.asarray(exp.trainer.log_variance)
+    assert exp.trainer.log_variance.trainable
+    assert np.all(np.abs(s) > 1e-4)  # started at 0
+    assert hist["weight_click"][-1] != pytest.approx(1.0)
+
+
+def test_gradnorm_weights_sum_to_task_count(tmp_path):
+    exp, hist = _fit(tmp_path, "mmoe_gradnorm.yaml")
+    w = np.asarray(exp.trainer.task_weights)
+    assert w.sum() == pytest.approx(2.0, abs=1e-5)
+    assert not np.allclose(w, 1.0)
+
+
+def test_pareto_weights_respect_bounds_and_sum_to_one(tmp_path):
+    exp, hist = _fit(tmp_path, "mmoe_pareto.yaml")
+    w = np.asarray(exp.trainer.task_weights)
+    assert w.sum() == pytest.approx(1.0, abs=1e-5)
+    assert np.all(w >= 0.2 - 1e-6)
