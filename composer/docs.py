@@ -106,6 +106,16 @@ outputs:
   click: prob.click
   like: prob.like
 """,
+    "chain": """\
+blocks:
+  x:       {type: embed, group: all}
+  ctr:     {type: tower, input: x, units: [32]}   # p(click)
+  lgc:     {type: tower, input: x, units: [32]}   # p(like | click)
+  p_like:  {type: chain, inputs: {ctr: ctr, lgc: lgc}, expression: "ctr * lgc"}
+outputs:
+  click: ctr
+  like: p_like
+""",
     "stop_gradient": """\
 blocks:
   x:        {type: embed, group: all}
