@@ -14,13 +14,18 @@ ROOT = Path(__file__).resolve().parents[1]
 # embedding rows come from fitted vocabularies; these fixed sizes (the synthetic data's
 # cardinalities + the out-of-vocabulary row) make the counts exact and data-independent.
 VOCAB = {"user_id": 1001, "item_id": 2001, "item_category": 51, "user_segment": 13}
-# blueprint -> (graph nodes, total parameters)
+# blueprint -> (graph nodes, total parameters, outputs)
+MT = ("click", "like")
 GOLDEN = {
-    "shared_bottom": (4, 41_490),
-    "omoe": (6, 44_126),
-    "mmoe": (8, 44_266),
-    "cgc": (10, 52_906),
-    "ple": (19, 78_532),
+    "shared_bottom": (4, 41_490, MT),
+    "omoe": (6, 44_126, MT),
+    "mmoe": (8, 44_266, MT),
+    "mmoe_uncertainty": (8, 44_266, MT),
+    "mmoe_gradnorm": (8, 44_266, MT),
+    "mmoe_pareto": (8, 44_266, MT),
+    "cgc": (10, 52_906, MT),
+    "ple": (19, 78_532, MT),
+    "esmm": (4, 33_234, ("ctr", "cvr", "ctcvr")),
 }
 INPUTS = {"ids_d8": (4,), "numeric": (2,)}
 
@@ -34,14 +39,14 @@ def test_every_blueprint_has_a_golden_entry():
 def test_graph_golden(name):
     bp, doc = load_blueprint(str(ROOT / "blueprints" / f"{name}.yaml"))
     graph = build_graph(bp, doc, vocab_sizes=VOCAB)
-    nodes, params = GOLDEN[name]
+    nodes, params, outputs = GOLDEN[name]
     assert len(graph.nodes) == nodes
     assert graph.total_params == params
-    assert set(graph.outputs) == {"click", "like"}
+    assert tuple(graph.outputs) == outputs
     assert graph.layout.inputs() == {k: (v, "int32" if k.startswith("ids") else "float32")
                                      for k, v in INPUTS.items()}
     assert graph.warnings == []
-    assert [t.name for t in bp.tasks] == ["click", "like"]  # bound to the synthetic data
+    assert tuple(t.name for t in bp.tasks) == outputs  # bound to the blueprint's dataset
 
 
 def test_blocks_without_data_are_counted_and_embeddings_left_open():
@@ -58,13 +63,14 @@ def test_model_golden(name):
     bp, doc = load_blueprint(str(ROOT / "blueprints" / f"{name}.yaml"))
     model = compile_graph(build_graph(bp, doc, vocab_sizes=VOCAB))
     assert model.count_params() == GOLDEN[name][1]
-    assert sorted(model.output_names) == ["click", "like"]
+    outputs = GOLDEN[name][2]
+    assert sorted(model.output_names) == sorted(outputs)
     rng = np.random.default_rng(0)
     batch = {"ids_d8": rng.integers(0, 13, size=(5, 4)).astype("int32"),
              "numeric": rng.normal(size=(5, 2)).astype("float32")}
     out = model.predict(batch, verbose=0)
-    assert set(out) == {"click", "like"}
+    assert set(out) == set(outputs)
     for value in out.values():
         assert value.shape == (5, 1)
         assert np.all((value > 0) & (value < 1))
-    assert not np.allclose(out["click"], out["like"])
+    assert not np.allclose(out[outputs[0]], out[outputs[1]])

@@ -119,5 +119,5 @@ def test_summary_prints_the_loss_plan(capsys):
     assert main(["summary", "blueprints/mmoe.yaml"]) == 0
     out = capsys.readouterr().out
     assert "loss fusion: fixed" in out
-    assert any(line.split() == ["like", "like", "binary_crossentropy", "like", "1"]
+    assert any(line.split() == ["like", "like", "binary_crossentropy", "like", "all", "rows", "1"]
                for line in out.splitlines())

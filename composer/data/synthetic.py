@@ -107,14 +107,16 @@ VIEWS = {
 }
 
 
-def parse(name: str) -> tuple[str, Options]:
-    """``'synthetic:correlation=0.1,rows=50000'`` -> (``'synthetic'``, Options(...))."""
+def parse(name: str):
+    """``'synthetic:correlation=0.1,rows=50000'`` -> (``'synthetic'``, Options(...));
+    ``'synthetic-mtl:...'`` -> (``'synthetic-mtl'``, MtlOptions(...))."""
     base, _, text = name.partition(":")
     base = base.strip()
-    if base not in VIEWS:
+    if base not in VIEWS and base != MTL:
         raise DataError(f"unknown synthetic dataset '{base}'", key="data",
-                        hint=did_you_mean(base, VIEWS, what="synthetic datasets"))
-    types = {f.name: f.type for f in fields(Options)}
+                        hint=did_you_mean(base, [*VIEWS, MTL], what="synthetic datasets"))
+    cls = MtlOptions if base == MTL else Options
+    types = {f.name: f.type for f in fields(cls)}
     values = {}
     for item in filter(None, (s.strip() for s in text.split(","))):
         key, eq, raw = (s.strip() for s in item.partition("="))
@@ -126,7 +128,7 @@ def parse(name: str) -> tuple[str, Options]:
         if key in values:
             raise DataError(f"option '{key}' is given twice", key=key)
         values[key] = _number(key, raw, integer=types[key] in (int, "int"))
-    return base, Options(**values).check()
+    return base, cls(**values).check()
 
 
 def _number(key: str, raw: str, integer: bool):
@@ -143,12 +145,18 @@ def _number(key: str, raw: str, integer: bool):
 def describe(name: str) -> DataSpec:
     """The spec of a synthetic dataset name (options checked, nothing generated)."""
     base, options = parse(name)
+    if base == MTL:
+        return _describe_mtl(name, options)
     view = VIEWS[base]
     categorical = CATEGORICAL + ((view.scenario,) if view.scenario else ())
-    changed = {k: v for k, v in asdict(options).items() if v != getattr(Options(), k)}
-    note = f" Options: {', '.join(f'{k}={v}' for k, v in changed.items())}." if changed else ""
     return DataSpec(name=name, categorical=categorical, numeric=NUMERIC, labels=dict(view.labels),
-                    scenario=view.scenario, group=GROUP, description=view.description + note)
+                    scenario=view.scenario, group=GROUP,
+                    description=view.description + _options_note(options))
+
+
+def _options_note(options) -> str:
+    changed = {k: v for k, v in asdict(options).items() if v != getattr(type(options)(), k)}
+    return f" Options: {', '.join(f'{k}={v}' for k, v in changed.items())}." if changed else ""
 
 
 def load(name: str, rows: int | None = None) -> Dataset:
@@ -157,7 +165,7 @@ def load(name: str, rows: int | None = None) -> Dataset:
     _, options = parse(name)
     if rows is not None:
         options = replace(options, rows=int(rows)).check()
-    frame, _ = generate(options)
+    frame, _ = (generate_mtl if isinstance(options, MtlOptions) else generate)(options)
     day = frame["day"].to_numpy()
     split = np.where(day == TEST_DAY, "test", np.where(day == VALID_DAY, "valid", "train"))
     return Dataset(spec, frame, split, source=f"synthetic ({name})",
@@ -166,7 +174,7 @@ def load(name: str, rows: int | None = None) -> Dataset:
 
 def register_all(register) -> None:
     """Register every synthetic base name with the dataset registry."""
-    for base in VIEWS:
+    for base in (*VIEWS, MTL):
         register(base, describe, load)
 
 
@@ -279,3 +287,111 @@ def generate(options: Options = Options()):
         **{task: labels[task].astype(np.int64) for task in TASKS},
     })
     return frame, logits
+
+
+# --- synthetic-mtl: the MMoE paper's synthetic tasks on dense inputs -------------------------
+#
+# Why a second generator: in ``synthetic`` the task functions act on a latent f(x) that a model
+# must first learn from id embeddings, and with the shipped blueprints every architecture landed
+# within noise of the others there. Here the inputs are the paper's: dense x ~ N(0, I_d) that
+# every task reads, so how a model shares its hidden units between tasks is what matters.
+
+MTL = "synthetic-mtl"
+MTL_TASKS = ("click", "like")
+MTL_SINUSOIDS = 10  # m in the paper
+MTL_SCALE = 1.0  # c in the paper: |w_t|
+# The paper gives no alpha_i, beta_i; these are the ones of google-research's generator for the
+# same experiment (alpha_i = i, beta_i = i^2, i = 0..m-1 for beta). Being fixed, every data seed
+# poses the same learning problem up to a rotation of x.
+MTL_ALPHA = np.arange(1.0, MTL_SINUSOIDS + 1)
+MTL_BETA = np.arange(MTL_SINUSOIDS) ** 2.0
+MTL_RATE = {"click": 0.30, "like": 0.10}  # positive rates: like is the rarer task
+MTL_REFERENCE_ROWS = 200_000  # draws (from the structure stream) that fix the thresholds
+
+
+@dataclass(frozen=True)
+class MtlOptions:
+    """What a ``synthetic-mtl:key=value,...`` suffix may set."""
+
+    rows: int = 200_000
+    seed: int = 2018
+    correlation: float = 0.5  # cosine between the click and like task vectors
+    inputs: int = 32  # number of dense input columns x00, x01, ...
+    noise: float = 0.5  # std of the Gaussian noise on each task's standardised score
+
+    def check(self) -> "MtlOptions":
+        problems = []
+        if self.rows < 1:
+            problems.append(("rows", f"must be a positive integer, got {self.rows}"))
+        if self.seed < 0:
+            problems.append(("seed", f"must be >= 0, got {self.seed}"))
+        if not -1.0 <= self.correlation <= 1.0:
+            problems.append(("correlation", f"must be in [-1, 1], got {self.correlation}"))
+        if self.inputs < 2:
+            problems.append(("inputs", f"must be >= 2 (two orthogonal task directions), "
+                                       f"got {self.inputs}"))
+        if self.noise < 0:
+            problems.append(("noise", f"must be >= 0, got {self.noise}"))
+        if problems:
+            raise DataError.many([DataError(msg, key=key) for key, msg in problems])
+        return self
+
+
+def mtl_columns(inputs: int) -> tuple[str, ...]:
+    """The input column names: x00, x01, ... (zero-padded to sort in order)."""
+    width = max(2, len(str(inputs - 1)))
+    return tuple(f"x{i:0{width}d}" for i in range(inputs))
+
+
+def _describe_mtl(name: str, options: MtlOptions) -> DataSpec:
+    return DataSpec(name=name, categorical=(), numeric=mtl_columns(options.inputs),
+                    labels={t: t for t in MTL_TASKS}, scenario=None, group=None,
+                    description="Synthetic multi-task data as in the MMoE paper (Ma et al., KDD "
+                    f"2018, sec. 5.1): {options.inputs} dense N(0,1) inputs; click (30%) and like "
+                    "(10%) from task functions whose vectors have cosine `correlation`."
+                    + _options_note(options))
+
+
+def mtl_score(z: np.ndarray) -> np.ndarray:
+    """The paper's task function of z = w_t·x: z + Σ_i sin(α_i z + β_i)."""
+    return z + np.sin(MTL_ALPHA * z[..., None] + MTL_BETA).sum(axis=-1)
+
+
+def generate_mtl(options: MtlOptions = MtlOptions()):
+    """The ``synthetic-mtl`` table and, per task, the noiseless standardised score of each row.
+
+    x ~ N(0, I_d); unit vectors u1 ⟂ u2; w_click = c·u1, w_like = c·(ρ u1 + √(1-ρ²) u2), so
+    cos(w_click, w_like) = ρ = ``correlation``; score_t = (mtl_score(w_t·x) - μ) / σ (Ma et al.
+    2018, sec. 5.1, standardised); label_t = 1[score_t + noise·ε_t > τ_t], ε_t ~ N(0, 1), with
+    τ_t fixed on a reference sample so that the positive rate is MTL_RATE[t]. The paper's tasks
+    are regressions; thresholding keeps them binary like every other Composer dataset.
+    Columns: x00..x{d-1}, ``day`` (split: train 0-7, valid 8, test 9) and the labels. As for
+    ``generate``, changing ``correlation`` or ``noise`` changes only the labels.
+    """
+    import pandas as pd
+
+    options.check()
+    n, d = options.rows, options.inputs
+    structure, rows, noise = (
+        np.random.default_rng(s) for s in np.random.SeedSequence([options.seed, d]).spawn(3))
+    q, r = np.linalg.qr(structure.normal(size=(d, 2)))
+    u = q * np.sign(np.diag(r))
+    rho = options.correlation
+    w = {"click": MTL_SCALE * u[:, 0],
+         "like": MTL_SCALE * (rho * u[:, 0] + np.sqrt(1.0 - rho ** 2) * u[:, 1])}
+    # w_t·x ~ N(0, c²) for every task, so one reference sample of it fixes every task's scaling
+    # and (with the task's rate) its threshold, whatever ``rows`` is.
+    reference = mtl_score(MTL_SCALE * structure.normal(size=MTL_REFERENCE_ROWS))
+    mean, std = reference.mean(), reference.std()
+    reference = (reference - mean) / std + options.noise * structure.normal(size=MTL_REFERENCE_ROWS)
+
+    x = rows.normal(size=(n, d))
+    day = np.sort(rows.integers(0, DAYS, n))
+    scores, labels = {}, {}
+    for task in MTL_TASKS:
+        scores[task] = (mtl_score(x @ w[task]) - mean) / std
+        threshold = np.quantile(reference, 1.0 - MTL_RATE[task])
+        labels[task] = scores[task] + options.noise * noise.normal(size=n) > threshold
+    frame = pd.DataFrame({**dict(zip(mtl_columns(d), x.T.round(4))), "day": day,
+                          **{t: labels[t].astype(np.int64) for t in MTL_TASKS}})
+    return frame, scores

@@ -244,5 +244,81 @@ def test_register_all():
     seen = []
     synthetic.register_all(lambda name, describe_fn, load_fn:
                            seen.append((name, describe_fn, load_fn)))
-    assert [name for name, _, _ in seen] == ["synthetic", "synthetic-msl", "synthetic-chain"]
+    assert [name for name, _, _ in seen] == ["synthetic", "synthetic-msl", "synthetic-chain",
+                                             "synthetic-mtl"]
     assert all(d is describe and lo is load for _, d, lo in seen)
+
+
+# --- synthetic-mtl: the MMoE paper's dense synthetic tasks ----------------------------------
+
+MTL_ROWS = 40_000
+
+
+def test_mtl_spec_and_columns():
+    spec = describe("synthetic-mtl")
+    assert spec.categorical == () and spec.scenario is None and spec.group is None
+    assert spec.numeric == tuple(f"x{i:02d}" for i in range(32))
+    assert spec.labels == {"click": "click", "like": "like"}
+    assert describe("synthetic-mtl:inputs=8").numeric == tuple(f"x{i:02d}" for i in range(8))
+    assert describe("synthetic-mtl:inputs=120").numeric[-1] == "x119"
+    assert "correlation=0.1" in describe("synthetic-mtl:correlation=0.1").description
+    data = load(f"synthetic-mtl:rows={MTL_ROWS},inputs=8")
+    assert list(data.frame.columns) == [*data.spec.numeric, "day", "click", "like"]
+    assert data.meta["options"] == {"rows": MTL_ROWS, "seed": 2018, "correlation": 0.5,
+                                    "inputs": 8, "noise": 0.5}
+    x = data.frame[list(data.spec.numeric)].to_numpy()
+    assert abs(x.mean()) < 0.02 and abs(x.std() - 1) < 0.02
+    for task, rate in synthetic.MTL_RATE.items():
+        assert data.frame[task].dtype == np.int64
+        assert data.frame[task].mean() == pytest.approx(rate, abs=0.01)
+    counts = data.counts()
+    assert counts["test"] / MTL_ROWS == pytest.approx(0.1, abs=0.01)
+
+
+def test_mtl_same_seed_same_table_and_options_change_only_the_labels():
+    a, la = synthetic.generate_mtl(synthetic.MtlOptions(rows=5000, seed=3))
+    b, lb = synthetic.generate_mtl(synthetic.MtlOptions(rows=5000, seed=3))
+    pd.testing.assert_frame_equal(a, b)
+    c, _ = synthetic.generate_mtl(synthetic.MtlOptions(rows=5000, seed=3, correlation=0.9,
+                                                       noise=1.0))
+    features = [col for col in a.columns if col not in ("click", "like")]
+    pd.testing.assert_frame_equal(a[features], c[features])
+    assert not a["like"].equals(c["like"])
+
+
+def _task_vectors_from_scores(frame, scores):
+    """Least-squares fit of each task's score on x recovers w_t up to scale (E[x g(w·x)] ∝ w)."""
+    x = frame[[c for c in frame.columns if c.startswith("x")]].to_numpy()
+    return {t: np.linalg.lstsq(x, s, rcond=None)[0] for t, s in scores.items()}
+
+
+@pytest.mark.parametrize("correlation", [0.0, 0.1, 0.5, 0.9])
+def test_mtl_task_vectors_have_the_stated_cosine(correlation):
+    frame, scores = synthetic.generate_mtl(synthetic.MtlOptions(rows=MTL_ROWS, inputs=16,
+                                                                correlation=correlation))
+    w = _task_vectors_from_scores(frame, scores)
+    cosine = w["click"] @ w["like"] / np.linalg.norm(w["click"]) / np.linalg.norm(w["like"])
+    assert cosine == pytest.approx(correlation, abs=0.05)
+
+
+def test_mtl_labels_follow_the_scores():
+    from sklearn.metrics import roc_auc_score
+
+    frame, scores = synthetic.generate_mtl(synthetic.MtlOptions(rows=MTL_ROWS))
+    for task in ("click", "like"):
+        assert roc_auc_score(frame[task], scores[task]) > 0.9
+    # the tasks are (nearly) exchangeable at correlation 1: same scores, labels differ by noise
+    same, same_scores = synthetic.generate_mtl(synthetic.MtlOptions(rows=MTL_ROWS, correlation=1.0))
+    np.testing.assert_allclose(same_scores["click"], same_scores["like"], atol=1e-9)
+
+
+@pytest.mark.parametrize("name, pattern", [
+    ("synthetic-mtl:inputs=1", r"inputs: must be >= 2"),
+    ("synthetic-mtl:inputs=2.5", r"must be an integer"),
+    ("synthetic-mtl:correlation=-2", r"correlation: must be in \[-1, 1\]"),
+    ("synthetic-mtl:scenario_shift=0.5", r"unknown option 'scenario_shift'"),
+    ("synthetic-mt", r"unknown synthetic dataset 'synthetic-mt'"),
+])
+def test_mtl_bad_names_are_data_errors(name, pattern):
+    with pytest.raises(DataError, match=pattern):
+        describe(name)
