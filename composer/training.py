@@ -65,18 +65,6 @@ class Experiment:
         return x, y, w
 
 
-class _NumpyOps:
-    logical_and = staticmethod(np.logical_and)
-    logical_or = staticmethod(np.logical_or)
-    logical_not = staticmethod(np.logical_not)
-    equal = staticmethod(np.equal)
-    not_equal = staticmethod(np.not_equal)
-    add = staticmethod(np.add)
-    subtract = staticmethod(np.subtract)
-    multiply = staticmethod(np.multiply)
-    negative = staticmethod(np.negative)
-
-
 def _label_values(expr, rows) -> np.ndarray:
     """0/1 per row from a label expression; -1 where any column it reads is missing (-1)."""
     from .blueprint.expressions import evaluate
@@ -85,7 +73,7 @@ def _label_values(expr, rows) -> np.ndarray:
     missing = np.zeros(len(rows), dtype=bool)
     for v in cols.values():
         missing |= v < 0
-    value = np.asarray(evaluate(expr, {n: v == 1 for n, v in cols.items()}, _NumpyOps)).astype("int64")
+    value = np.asarray(evaluate(expr, {n: v == 1 for n, v in cols.items()}, np)).astype("int64")
     return np.where(missing, -1, value)
 
 

@@ -7,18 +7,6 @@ from keras import ops
 from ..blueprint.expressions import evaluate, parse_probability
 
 
-class _KerasOps:
-    add = staticmethod(ops.add)
-    subtract = staticmethod(ops.subtract)
-    multiply = staticmethod(ops.multiply)
-    negative = staticmethod(ops.negative)
-    logical_and = staticmethod(ops.logical_and)
-    logical_or = staticmethod(ops.logical_or)
-    logical_not = staticmethod(ops.logical_not)
-    equal = staticmethod(ops.equal)
-    not_equal = staticmethod(ops.not_equal)
-
-
 @keras.saving.register_keras_serializable(package="composer")
 class ProbabilityChain(keras.layers.Layer):
     """``expression`` over named probabilities, e.g. ``ctr * cvr``.
@@ -43,7 +31,7 @@ class ProbabilityChain(keras.layers.Layer):
 
     def call(self, inputs):
         env = {n: ops.sigmoid(x) if is_logit else x for n, x, is_logit in zip(self.names, inputs, self.logits)}
-        out = evaluate(self._expr, env, _KerasOps)
+        out = evaluate(self._expr, env, ops)  # keras.ops has every op evaluate needs
         if not hasattr(out, "shape") or len(getattr(out, "shape", ())) == 0:
             out = ops.ones_like(inputs[0]) * out  # a constant expression
         return out
