@@ -27,6 +27,14 @@ Names: ``synthetic`` (click, like), ``synthetic-msl`` (click, with ``scenario`` 
 the scenario column), ``synthetic-chain`` (click, conversion). Options ride on the name:
 ``synthetic:correlation=0.1,rows=50000,seed=3``. Every name reads the same table for the same
 options; the name only chooses the columns a model sees.
+
+``synthetic-mtl`` is a separate table (see ``generate_mtl``): the MMoE paper's experiment itself,
+on dense inputs x ~ N(0, I_d) with no ids, click (30%) and like (10%) thresholded from
+w_t·x + Σ sin(α_i w_t·x + β_i), cos(w_click, w_like) = ``correlation``. Options: rows, seed,
+correlation, inputs (d, default 32), noise. Measured with the shipped shared_bottom.yaml and
+mmoe.yaml (3 seeds, 20 epochs, 200,000 rows): like AUC 0.935 ± 0.001 vs 0.937 ± 0.004 at
+correlation 0.1 and 0.938 ± 0.001 vs 0.936 ± 0.004 at 0.9 -- the paper's direction, but within
+seed noise; at 10 epochs runs differ mostly by when they leave an early plateau.
 """
 from __future__ import annotations
 
