@@ -69,6 +69,27 @@ GROUP = "user_id"
 TASKS = ("click", "like", "conversion")
 
 
+def _common_problems(o) -> list[tuple[str, str]]:
+    """Checks every synthetic option set shares (rows, seed, correlation)."""
+    problems = []
+    if o.rows < 1:
+        problems.append(("rows", f"must be a positive integer, got {o.rows}"))
+    if o.seed < 0:
+        problems.append(("seed", f"must be >= 0, got {o.seed}"))
+    if not -1.0 <= o.correlation <= 1.0:
+        problems.append(("correlation", f"must be in [-1, 1], got {o.correlation}"))
+    return problems
+
+
+def _checked(o, problems):
+    """Adds the shared noise check, raises every problem at once, or returns the options."""
+    if o.noise < 0:
+        problems.append(("noise", f"must be >= 0, got {o.noise}"))
+    if problems:
+        raise DataError.many([DataError(msg, key=key) for key, msg in problems])
+    return o
+
+
 @dataclass(frozen=True)
 class Options:
     """What a name's ``:key=value,...`` suffix may set."""
@@ -80,20 +101,10 @@ class Options:
     noise: float = 0.5  # std of the Gaussian noise added to each logit
 
     def check(self) -> "Options":
-        problems = []
-        if self.rows < 1:
-            problems.append(("rows", f"must be a positive integer, got {self.rows}"))
-        if self.seed < 0:
-            problems.append(("seed", f"must be >= 0, got {self.seed}"))
-        if not -1.0 <= self.correlation <= 1.0:
-            problems.append(("correlation", f"must be in [-1, 1], got {self.correlation}"))
+        problems = _common_problems(self)
         if not 0.0 <= self.scenario_shift <= 1.0:
             problems.append(("scenario_shift", f"must be in [0, 1], got {self.scenario_shift}"))
-        if self.noise < 0:
-            problems.append(("noise", f"must be >= 0, got {self.noise}"))
-        if problems:
-            raise DataError.many([DataError(msg, key=key) for key, msg in problems])
-        return self
+        return _checked(self, problems)
 
 
 @dataclass(frozen=True)
@@ -328,21 +339,11 @@ class MtlOptions:
     noise: float = 0.5  # std of the Gaussian noise on each task's standardised score
 
     def check(self) -> "MtlOptions":
-        problems = []
-        if self.rows < 1:
-            problems.append(("rows", f"must be a positive integer, got {self.rows}"))
-        if self.seed < 0:
-            problems.append(("seed", f"must be >= 0, got {self.seed}"))
-        if not -1.0 <= self.correlation <= 1.0:
-            problems.append(("correlation", f"must be in [-1, 1], got {self.correlation}"))
+        problems = _common_problems(self)
         if self.inputs < 2:
             problems.append(("inputs", f"must be >= 2 (two orthogonal task directions), "
                                        f"got {self.inputs}"))
-        if self.noise < 0:
-            problems.append(("noise", f"must be >= 0, got {self.noise}"))
-        if problems:
-            raise DataError.many([DataError(msg, key=key) for key, msg in problems])
-        return self
+        return _checked(self, problems)
 
 
 def mtl_columns(inputs: int) -> tuple[str, ...]:
