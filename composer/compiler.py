@@ -21,7 +21,7 @@ class BuildContext(Context):
     numeric_stats: tuple | None = None  # (mean, variance) per numeric column
 
     def layer_name(self, suffix: str | None = None) -> str:
-        base = self.node.replace("/", ".")
+        base = self.layer_name_of(self.node)
         return f"{base}.{suffix}" if suffix else base
 
     def embedded(self, dim: int):
@@ -34,6 +34,17 @@ class BuildContext(Context):
                                     name=f"embedding_d{dim}")
             self._embedded[dim] = layer(self.inputs[self.layout.input_name(dim)])
         return self._embedded[dim]
+
+    @staticmethod
+    def layer_name_of(node: str) -> str:
+        return node.replace("/", ".")
+
+    def scenario(self):
+        """(B, 1) int32 scenario ids of the batch (0..S-1)."""
+        if "scenario" not in self.inputs:
+            raise BlueprintError("this block routes by scenario but the blueprint declares none",
+                                 hint="add scenarios: from_data (or {feature: ..., values: [...]})")
+        return self.inputs["scenario"]
 
     def numeric(self):
         """(B, N) numeric columns, standardised with the training split's statistics."""
@@ -74,6 +85,8 @@ def compile_graph(graph: BlockGraph, numeric_stats=None):
         out = tensors[nid]
         if graph.nodes[nid].out.kind == "logit":
             out = keras.layers.Activation("sigmoid", name=task)(out)
+        elif ctx.layer_name_of(nid) != task:  # outputs are named after their tasks
+            out = keras.layers.Identity(name=task)(out)
         outputs[task] = out
     return keras.Model(inputs=inputs, outputs=outputs, name=graph.blueprint.name)
 

@@ -86,8 +86,11 @@ def to_dot(graph: BlockGraph) -> graphviz.Digraph:
         dot.node(f"output__{task}", f"<<b>{task}</b><br/>p(1)>", shape="ellipse", fillcolor="#fff7c2")
     for src, dst in graph.graph.edges:
         attrs = {}
+        path = graph.graph.edges[src, dst].get("path", ())
         if src in graph.nodes and graph.nodes[src].block.type == "stop_gradient":
             attrs = {"style": "dashed", "label": "stop-grad"}
+        elif dst in graph.nodes and len(path) > 2 and path[2] in graph.nodes[dst].block.stop_gradient_refs:
+            attrs = {"style": "dashed", "label": graph.nodes[dst].block.stop_gradient_refs[path[2]]}
         shape = graph.nodes[src].out if src in graph.nodes else None
         if shape is not None and "label" not in attrs:
             attrs["label"] = str(shape)

@@ -33,12 +33,19 @@ def export_saved_model(exp, path: str) -> Path:
     signature = {n: tf.TensorSpec([None], tf.string, name=n) for names in layout.categorical_by_dim.values()
                  for n in names}
     signature.update({n: tf.TensorSpec([None], tf.float32, name=n) for n in layout.numeric})
+    scenario_table = None
+    if layout.scenario:
+        signature.setdefault(layout.scenario, tf.TensorSpec([None], tf.string, name=layout.scenario))
+        values = pre.scenario["values"]
+        scenario_table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(values, dtype=tf.string), tf.range(len(values), dtype=tf.int64)), default_value=-1)
 
     class Serving(tf.Module):
         def __init__(self):
             super().__init__()
             self.model = model
             self.tables = tables
+            self.scenario_table = scenario_table
 
         @tf.function(input_signature=[signature])
         def serve(self, features):
@@ -55,6 +62,13 @@ def export_saved_model(exp, path: str) -> Path:
                         col = tf.math.log1p(tf.maximum(col, 0.0))
                     cols.append(tf.where(tf.math.is_nan(col), tf.constant(stats["mean"], tf.float32), col))
                 packed["numeric"] = tf.stack(cols, axis=1)
+            if layout.scenario:
+                ids = tf.cast(self.scenario_table.lookup(features[layout.scenario]), tf.int32)
+                # an undeclared scenario fails the request; it must never borrow another's weights
+                tf.debugging.assert_non_negative(
+                    ids, message=f"{layout.scenario}: a value outside the declared scenarios "
+                    f"{pre.scenario['values']}")
+                packed["scenario"] = tf.reshape(ids, [-1, 1])
             out = self.model(packed, training=False)
             return {task: tf.reshape(out[task], [-1]) for task in exp.tasks}
 
@@ -76,4 +90,6 @@ def raw_features(frame, layout) -> dict:
             out[n] = as_text(frame[n]).fillna("").to_numpy(dtype=object).astype(str)
     for n in layout.numeric:
         out[n] = frame[n].to_numpy(dtype="float32")
+    if layout.scenario and layout.scenario not in out:
+        out[layout.scenario] = as_text(frame[layout.scenario]).fillna("").to_numpy(dtype=object).astype(str)
     return {k: np.asarray(v) for k, v in out.items()}

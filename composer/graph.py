@@ -41,6 +41,13 @@ class Context:
 
         return expression_position(self.doc, ("blocks", self.source, fname))
 
+    def scenario_count(self) -> int:
+        """S, for blocks that route by scenario; a clear error when none are declared."""
+        if self.blueprint.scenarios is None:
+            raise ShapeError("this block routes by scenario but the blueprint declares no scenarios",
+                             hint="add scenarios: from_data (or {feature: COLUMN, values: [...]})")
+        return len(self.blueprint.scenarios.ids)
+
     def kind(self, fname: str, key=None) -> str:
         value = self.input_outs[fname]
         return (value[key] if key is not None else value).kind
@@ -143,7 +150,10 @@ class _Builder:
                 copy = _substitute(block, block.for_each, member).model_copy(update={"for_each": None})
                 nid = f"{name}.{member}"
                 ids.append(nid)
-                self._add_one(nid, copy, source, member if block.for_each == "task" else None)
+                if block.for_each == "task":
+                    self._add_one(nid, copy, source, member)
+                else:
+                    self._add_one(nid, copy, source, scenario=member)
             self.stamped[name] = ids
             return
         for refs in block.references().values():
@@ -156,7 +166,7 @@ class _Builder:
                     return
         self._add_one(name, block, source, task)
 
-    def _add_one(self, nid, block, source, task):
+    def _add_one(self, nid, block, source, task=None, scenario=None):
         if block.composite:
             ctx = Context(self.bp, self.layout, nid, source, self.doc)
             try:
@@ -165,16 +175,16 @@ class _Builder:
                 self.problems.append(self._error(("blocks", source), exc.message, exc.hint))
                 return
             for child_id, child in children.items():
-                self._add_one(child_id, child, source, _task_of(child_id, self.bp.task_names) or task)
+                self._add_one(child_id, child, source, _task_of(child_id, self.bp.task_names) or task,
+                              _task_of(child_id, self._scenario_names()) or scenario)
             for port, ref in ports.items():
                 self.aliases[f"{nid}.{port}"] = ref
             self.ports[nid] = list(ports)
             return
-        self.nodes[nid] = Node(nid, block, source, task)
+        self.nodes[nid] = Node(nid, block, source, task, scenario)
 
     def _scenario_names(self):
-        sc = self.bp.scenarios
-        return [str(i) for i in range((sc.count if sc and sc.count else 0))]
+        return self.bp.scenarios.names if self.bp.scenarios else []
 
     # -- references ------------------------------------------------------------------------
     def _connect(self, g, node: Node):

@@ -2,7 +2,9 @@
 
 Categorical ids arrive as one integer matrix per embedding width (``ids_d8`` holds every
 8-wide field, in declaration order), looked up in one stacked table; numerics arrive as one
-float matrix ``numeric``. The data pipeline packs with the same layout.
+float matrix ``numeric``. A multi-scenario blueprint adds ``scenario``: each row's scenario id
+(0..S-1, the declared values' order) as an int32 column. The data pipeline packs with the same
+layout.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ class FeatureLayout:
     categorical_by_dim: dict[int, list[str]] = field(default_factory=dict)
     vocab_sizes: dict[str, int | None] = field(default_factory=dict)
     numeric: list[str] = field(default_factory=list)
+    scenario: str | None = None  # the scenario column
+    scenario_values: list[str] = field(default_factory=list)  # in id order
 
     @classmethod
     def from_blueprint(cls, bp, vocab_sizes: dict[str, int] | None = None) -> "FeatureLayout":
@@ -24,6 +28,8 @@ class FeatureLayout:
                 layout.vocab_sizes[f.name] = (vocab_sizes or {}).get(f.name, f.vocab_size)
             else:
                 layout.numeric.append(f.name)
+        if bp.scenarios is not None and not isinstance(bp.scenarios, str):
+            layout.scenario, layout.scenario_values = bp.scenarios.feature, bp.scenarios.ids
         return layout
 
     @staticmethod
@@ -35,6 +41,8 @@ class FeatureLayout:
         out = {self.input_name(d): ((len(names),), "int32") for d, names in self.categorical_by_dim.items()}
         if self.numeric:
             out["numeric"] = ((len(self.numeric),), "float32")
+        if self.scenario:
+            out["scenario"] = ((1,), "int32")
         return out
 
     def missing_vocab(self) -> list[str]:

@@ -103,7 +103,10 @@ def prepare(blueprint_file: str, data: str | None = None, rows: int | None = Non
     train = dataset.part("train").frame
     cats = [f.name for f in bp.features if f.kind == "categorical"]
     nums = [f.name for f in bp.features if f.kind == "numeric"]
-    pre = Preprocessor.fit(train, cats, nums, min_count=bp.training.min_count)
+    scenario = (bp.scenarios.feature, bp.scenarios.ids) if bp.scenarios else None
+    pre = Preprocessor.fit(train, cats, nums, min_count=bp.training.min_count, scenario=scenario)
+    if scenario:  # every split checked now, at load, not when a batch first meets a bad row
+        pre.encode_scenario(dataset.frame[scenario[0]], source=dataset.source)
     graph = build_graph(bp, doc, vocab_sizes=pre.vocab_sizes())
     model = compile_graph(graph, numeric_stats=pre.numeric_stats(graph.layout) if nums else None)
     plan = LossPlan.from_blueprint(bp)

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # The shipped blueprints take their features from the data (`features: {from_data: ...}`), so
 # embedding rows come from fitted vocabularies; these fixed sizes (the synthetic data's
 # cardinalities + the out-of-vocabulary row) make the counts exact and data-independent.
-VOCAB = {"user_id": 1001, "item_id": 2001, "item_category": 51, "user_segment": 13}
+VOCAB = {"user_id": 1001, "item_id": 2001, "item_category": 51, "user_segment": 13, "scenario": 4}
 # blueprint -> (graph nodes, total parameters, outputs)
 MT = ("click", "like")
 GOLDEN = {
@@ -26,8 +26,29 @@ GOLDEN = {
     "cgc": (10, 52_906, MT),
     "ple": (19, 78_532, MT),
     "esmm": (4, 33_234, ("ctr", "cvr", "ctcvr")),
+    # multi-scenario (synthetic-msl: click; the scenario is a feature and routes)
+    "split_merge": (3, 31_027, ("click",)),
+    "scenario_tower": (6, 30_018, ("click",)),
+    "hmoe": (12, 46_426, ("click",)),
+    "star": (7, 45_441, ("click",)),
+    "lhuc": (7, 30_166, ("click",)),
 }
 INPUTS = {"ids_d8": (4,), "numeric": (2,)}
+MSL_INPUTS = {"ids_d8": (5,), "numeric": (2,), "scenario": (1,)}
+
+
+def _inputs(outputs):
+    return MSL_INPUTS if outputs == ("click",) else INPUTS
+
+
+def _batch(outputs, n=5, seed=0):
+    rng = np.random.default_rng(seed)
+    shapes = _inputs(outputs)
+    batch = {"ids_d8": rng.integers(0, 4, size=(n, shapes["ids_d8"][0])).astype("int32"),
+             "numeric": rng.normal(size=(n, 2)).astype("float32")}
+    if "scenario" in shapes:
+        batch["scenario"] = (np.arange(n) % 3).reshape(-1, 1).astype("int32")
+    return batch
 
 
 def test_every_blueprint_has_a_golden_entry():
@@ -43,8 +64,8 @@ def test_graph_golden(name):
     assert len(graph.nodes) == nodes
     assert graph.total_params == params
     assert tuple(graph.outputs) == outputs
-    assert graph.layout.inputs() == {k: (v, "int32" if k.startswith("ids") else "float32")
-                                     for k, v in INPUTS.items()}
+    assert graph.layout.inputs() == {k: (v, "float32" if k == "numeric" else "int32")
+                                     for k, v in _inputs(outputs).items()}
     assert graph.warnings == []
     assert tuple(t.name for t in bp.tasks) == outputs  # bound to the blueprint's dataset
 
@@ -53,7 +74,7 @@ def test_blocks_without_data_are_counted_and_embeddings_left_open():
     bp, doc = load_blueprint(str(ROOT / "blueprints" / "ple.yaml"))
     graph = build_graph(bp, doc)
     assert graph.total_params is None
-    assert graph.block_params == GOLDEN["ple"][1] - sum(v * 8 for v in VOCAB.values())
+    assert graph.block_params == GOLDEN["ple"][1] - sum(v * 8 for k, v in VOCAB.items() if k != "scenario")
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))
@@ -65,12 +86,12 @@ def test_model_golden(name):
     assert model.count_params() == GOLDEN[name][1]
     outputs = GOLDEN[name][2]
     assert sorted(model.output_names) == sorted(outputs)
-    rng = np.random.default_rng(0)
-    batch = {"ids_d8": rng.integers(0, 13, size=(5, 4)).astype("int32"),
-             "numeric": rng.normal(size=(5, 2)).astype("float32")}
-    out = model.predict(batch, verbose=0)
+    out = model.predict(_batch(outputs), verbose=0)
     assert set(out) == set(outputs)
     for value in out.values():
         assert value.shape == (5, 1)
         assert np.all((value > 0) & (value < 1))
-    assert not np.allclose(out[outputs[0]], out[outputs[1]])
+    if len(outputs) > 1:
+        assert not np.allclose(out[outputs[0]], out[outputs[1]])
+    else:
+        assert not np.allclose(out[outputs[0]], out[outputs[0]][0])

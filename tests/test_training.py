@@ -72,7 +72,9 @@ def test_preprocessing_is_fitted_on_train_only(mmoe_run):
 @pytest.mark.parametrize("blueprint", BLUEPRINTS, ids=[p.stem for p in BLUEPRINTS])
 def test_train_export_reload_in_fresh_process(tmp_path, blueprint):
     run = tmp_path / "run"
-    data = "synthetic-chain:rows=4000" if "esm" in blueprint.stem else DATA
+    from composer.blueprint import load_blueprint
+
+    data = f"{load_blueprint(str(blueprint))[0].data}:rows=4000"  # the blueprint's own data, small
     assert main(["train", str(blueprint), "--data", data, "--epochs", "1", "--out", str(run),
                  "--verbose", "0"]) == 0
     assert main(["export", str(run), "-o", str(tmp_path / "export")]) == 0

@@ -43,6 +43,8 @@ class Block(BaseModel):
         "references is replaced by each name.")
 
     refs: ClassVar[tuple[str, ...]] = ()  # fields holding references to other blocks
+    # fields whose inputs (partly) get no gradient back -> the edge label; drawn dashed
+    stop_gradient_refs: ClassVar[dict[str, str]] = {}
     composite: ClassVar[bool] = False
     paper: ClassVar[str] = ""  # citation shown in docs
     family: ClassVar[str] = ""

@@ -8,11 +8,11 @@ import os
 
 from .errors import BlueprintError, did_you_mean
 from .loader import path_text
-from .schema import FROM_DATA, CategoricalFeature, FeaturesFromData, NumericFeature, Task
+from .schema import FROM_DATA, CategoricalFeature, FeaturesFromData, NumericFeature, Scenarios, Task
 
 
 def needs_data(bp) -> bool:
-    return isinstance(bp.features, FeaturesFromData) or bp.tasks == FROM_DATA
+    return isinstance(bp.features, FeaturesFromData) or FROM_DATA in (bp.tasks, bp.scenarios)
 
 
 def resolve_data_name(bp, doc, data: str | None) -> str | None:
@@ -34,14 +34,25 @@ def bind(bp, doc, spec=None):
                                        key=path_text(path), hint=hint))
 
     if spec is None and needs_data(bp):
-        what = "features" if isinstance(bp.features, FeaturesFromData) else "tasks"
+        what = ("features" if isinstance(bp.features, FeaturesFromData)
+                else "tasks" if bp.tasks == FROM_DATA else "scenarios")
         err((what,), "from_data needs a dataset",
             "add 'data: NAME' to the blueprint (e.g. data: synthetic) or pass --data NAME")
         raise BlueprintError.many(problems)
     features = _features(bp, spec, err)
     tasks = _tasks(bp, spec, err)
+    scenarios = _scenarios(bp, spec, err)
     names = [f.name for f in features]
-    groups = {g: _expand(members, names) for g, members in bp.groups.items()}
+    wildcards = {"*": names, "*categorical": [f.name for f in features if f.kind == "categorical"],
+                 "*numeric": [f.name for f in features if f.kind == "numeric"],
+                 "*scenario": [scenarios.feature] if scenarios is not None and not isinstance(scenarios, str) else []}
+    for g, members in bp.groups.items():
+        for i, m in enumerate(members):
+            if m in wildcards and not wildcards[m]:
+                err(("groups", g, i), f"'{m}' matches no feature",
+                    "'*scenario' needs a scenarios: section" if m == "*scenario" else
+                    f"the features have no {m[1:]} ones")
+    groups = {g: _expand(members, wildcards) for g, members in bp.groups.items()}
     outputs = bp.outputs
     if isinstance(outputs, str):
         task_names = [t.name for t in tasks]
@@ -51,7 +62,8 @@ def bind(bp, doc, spec=None):
         outputs = {t: outputs.replace("{task}", t) for t in task_names}
     if problems:
         raise BlueprintError.many(problems)
-    return bp.model_copy(update={"features": features, "tasks": tasks, "groups": groups, "outputs": outputs})
+    return bp.model_copy(update={"features": features, "tasks": tasks, "groups": groups, "outputs": outputs,
+                                 "scenarios": scenarios})
 
 
 def _features(bp, spec, err):
@@ -96,16 +108,48 @@ def _tasks(bp, spec, err):
     return list(bp.tasks)
 
 
+def _scenarios(bp, spec, err):
+    """``from_data`` -> the dataset's scenario column and values; a section naming the dataset's
+    scenario column without values takes them from the dataset too."""
+    sc = bp.scenarios
+    if sc is None:
+        return None
+    multi = "bind a multi-scenario dataset (synthetic-msl, census-msl, adult-msl, ...)"
+    if sc == FROM_DATA:
+        if spec.scenario is None:
+            err(("scenarios",), f"dataset '{spec.name}' has no scenario column",
+                f"{multi}, or write scenarios: {{feature: COLUMN, values: [...]}}")
+            return None
+        if not spec.scenario_values:
+            err(("scenarios",), f"dataset '{spec.name}' does not declare the values of its scenario "
+                f"column '{spec.scenario}'",
+                f"write scenarios: {{feature: {spec.scenario}, values: [...]}} (ids follow their order)")
+            return None
+        return Scenarios(feature=spec.scenario, values=list(spec.scenario_values))
+    if sc.values is not None and sc.count is not None:
+        err(("scenarios",), "give either values or count, not both",
+            "values: [...] names them in id order; count: N means the values 0..N-1")
+    elif sc.values is None and sc.count is None:
+        if spec is not None and spec.scenario == sc.feature and spec.scenario_values:
+            return sc.model_copy(update={"values": list(spec.scenario_values)})
+        err(("scenarios",), "the scenarios need their values or their count",
+            "add values: [...] (in id order) or count: N (values 0..N-1)")
+    elif sc.values is not None and len(set(sc.values)) != len(sc.values):
+        dup = next(v for v in sc.values if sc.values.count(v) > 1)
+        err(("scenarios", "values"), f"scenario value '{dup}' is listed twice", "list each value once")
+    return sc
+
+
 def _label_names(task):
     from .expressions import parse_label
 
     return parse_label(task.label_text).names()
 
 
-def _expand(members, names):
+def _expand(members, wildcards):
     out = []
     for m in members:
-        for name in names if m == "*" else [m]:
+        for name in wildcards.get(m, [m]):
             if name not in out:
                 out.append(name)
     return out

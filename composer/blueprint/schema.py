@@ -46,6 +46,8 @@ class FeaturesFromData(Strict):
 
 
 def _shape_tag(value) -> str:
+    if isinstance(value, BaseModel):  # a validated section, when serialising
+        return "mapping"
     return {list: "list", dict: "mapping", str: "text"}.get(type(value), type(value).__name__)
 
 
@@ -88,8 +90,28 @@ class Task(Strict):
 
 
 class Scenarios(Strict):
-    feature: Identifier = Field(description="Categorical feature whose value is the scenario id.")
-    count: int | None = Field(None, ge=2, description="Number of scenarios (ids 0..count-1).")
+    """The scenarios (domains) a multi-scenario blueprint routes by, in id order. A row whose
+    scenario value is not declared is a data error at load time, never a silent wrong gather."""
+
+    feature: Identifier = Field(description="Categorical feature whose value is the scenario.")
+    values: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] | None = Field(
+        None, min_length=2, description="The scenario values, in id order (ids 0..S-1).")
+    count: int | None = Field(None, ge=2, le=4096, description="Number of scenarios when the "
+                              "values are the integers 0..count-1.")
+
+    @property
+    def ids(self) -> list[str]:
+        """The declared values, in id order (``count`` stands for '0'..'count-1')."""
+        if self.values is not None:
+            return list(self.values)
+        return [str(i) for i in range(self.count or 0)]
+
+    @property
+    def names(self) -> list[str]:
+        """The values as block-name suffixes (``tower.tab0``): other characters become '_'."""
+        import re
+
+        return [re.sub(r"[^A-Za-z0-9_]", "_", v) for v in self.ids]
 
 
 class FixedLoss(Strict):
@@ -145,7 +167,11 @@ class Training(Strict):
 
 
 FROM_DATA = "from_data"
-GroupMember = Annotated[str, StringConstraints(pattern=r"^([A-Za-z_][A-Za-z0-9_]*|\*)$", max_length=64)]
+# '*' = every feature; '*categorical' / '*numeric' = every feature of that kind; '*scenario' = the
+# scenario feature. They keep a blueprint independent of one dataset's column names.
+GROUP_WILDCARDS = ("*", "*categorical", "*numeric", "*scenario")
+GroupMember = Annotated[str, StringConstraints(
+    pattern=r"^([A-Za-z_][A-Za-z0-9_]*|\*|\*categorical|\*numeric|\*scenario)$", max_length=64)]
 
 
 class BlueprintBase(Strict):
@@ -158,10 +184,13 @@ class BlueprintBase(Strict):
         description="Input features: a list, or `{from_data: true, dim: 8}` for the dataset's own.")
     groups: dict[Identifier, list[GroupMember]] = Field(
         default_factory=dict, description="Named lists of features, consumed by `embed` blocks; "
-        "`'*'` stands for every feature.")
+        "`'*'` stands for every feature, `'*categorical'` / `'*numeric'` for every feature of "
+        "that kind and `'*scenario'` for the scenario feature.")
     tasks: _forms(list=Annotated[list[Task], Field(min_length=1)], text=Literal["from_data"]) = Field(
         description="Prediction tasks (one output each), or `from_data` for the dataset's labels.")
-    scenarios: Scenarios | None = Field(None, description="Multi-scenario blueprints only.")
+    scenarios: _forms(mapping=Scenarios, text=Literal["from_data"]) | None = Field(
+        None, description="Multi-scenario blueprints only: `{feature: tab, values: [...]}` (or "
+        "`count`), or `from_data` for the bound dataset's scenario column and values.")
     outputs: _forms(mapping=dict[Identifier, str], text=str) = Field(
         description="Task name -> reference to its output block, or one reference with `{task}`.")
     loss: LossSection = Field(default_factory=lambda: FixedLoss(fusion="fixed"),

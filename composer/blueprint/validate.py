@@ -147,8 +147,12 @@ def _unwrap(ann, node):
 
 
 def _pick_member(members, node):
+    members = [typing.get_args(m)[0] if typing.get_origin(m) is typing.Annotated else m for m in members]
     if len(members) == 1:
         return members[0]
+    models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+    if isinstance(node, dict) and len(models) == 1:
+        return models[0]  # one mapping form among several shapes (schema._forms)
     if isinstance(node, dict):
         for m in members:
             if isinstance(m, type) and issubclass(m, BaseModel):

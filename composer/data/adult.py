@@ -30,7 +30,8 @@ def describe(name: str = "adult") -> DataSpec:
     scenario = VARIANTS[name]
     what = "income > 50K and never married" + ("; scenario = sex" if scenario else "")
     return DataSpec(name=name, categorical=CATEGORICAL, numeric=NUMERIC, labels=dict(LABELS),
-                    scenario=scenario, group=None,
+                    scenario=scenario, scenario_values=("Female", "Male") if scenario else None,
+                    group=None,
                     description=f"UCI Adult, UCI's train/test files (valid = md5 bucket 8 of train): {what}.")
 
 

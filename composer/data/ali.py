@@ -88,6 +88,7 @@ def describe(name: str) -> DataSpec:
     scenario = "f301" if name == "ali-ccp-scenarios" else None
     return DataSpec(name=name, categorical=tuple(feature_name(c) for c in CCP_SPARSE),
                     numeric=CCP_DENSE, labels=dict(CCP_LABELS), scenario=scenario, group="f101",
+                    scenario_values=("1", "2", "3") if scenario else None,
                     description="Ali-CCP: click and purchase (ESMM, SIGIR 2018)"
                                 + ("; scenario = field 301 (f301)." if scenario else "."))
 

@@ -55,8 +55,8 @@ def describe(name: str = "census-mtl") -> DataSpec:
     if scenario:
         what += "; scenario = sex"
     return DataSpec(name=name, categorical=CATEGORICAL, numeric=NUMERIC, labels=dict(LABELS),
-                    scenario=scenario, group=None,
-                    description=f"UCI Census-Income (KDD), 99,762 rows re-split by md5: {what}.")
+                    scenario=scenario, scenario_values=("Female", "Male") if scenario else None,
+                    group=None, description=f"UCI Census-Income (KDD), 99,762 rows re-split by md5: {what}.")
 
 
 def load(name: str = "census-mtl", rows: int | None = None, *, root=None) -> Dataset:

@@ -21,6 +21,7 @@ class DataSpec:
     numeric: tuple[str, ...]
     labels: dict[str, str]  # task name -> label column (binary 0/1)
     scenario: str | None = None  # a categorical column whose value is the scenario
+    scenario_values: tuple[str, ...] | None = None  # its values in id order, when known statically
     group: str | None = None  # GAUC group column (a user id); need not be a feature
     description: str = ""
 

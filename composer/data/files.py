@@ -6,6 +6,7 @@ categorical: [user_id, item_id, tab]
 numeric: [price]
 labels: {click: is_click, like: is_like}   # task -> 0/1 label column
 scenario: tab                  # optional; must be categorical
+scenario_values: ["1", "2", "3"]   # optional: the scenarios in id order (`scenarios: from_data`)
 group: user_id                 # optional GAUC group; need not be a feature
 split: {hash: user_id, valid: 0.1, test: 0.1}
 missing_labels: error          # or mask: an empty label cell becomes -1 (left out of that task's loss)
@@ -60,6 +61,9 @@ class DataFile(Strict):
     numeric: list[str] = Field(default_factory=list, description="Float columns.")
     labels: dict[str, str] = Field(min_length=1, description="Task name -> its 0/1 label column.")
     scenario: str | None = Field(None, description="A categorical column whose value is the scenario.")
+    scenario_values: list[str] | None = Field(
+        None, min_length=2, description="The scenario values in id order; lets blueprints say "
+        "`scenarios: from_data`. A row with another value is an error.")
     group: str | None = Field(None, description="GAUC group column (e.g. a user id).")
     split: SplitSection = Field(default_factory=SplitSection, description="How rows are split.")
     missing_labels: Literal["error", "mask"] = Field(
@@ -122,6 +126,9 @@ def _cross_check(m: DataFile, doc):
         if col in seen:
             yield err(("labels", task), f"label column '{col}' is also a feature ({_path(seen[col])})",
                       "a label used as a feature leaks the answer; remove it from the features", key=col)
+    if m.scenario_values is not None and m.scenario is None:
+        yield err(("scenario_values",), "scenario_values without a scenario column",
+                  "add 'scenario: COLUMN'", key="scenario_values")
     if m.scenario is not None and m.scenario not in m.categorical:
         yield err(("scenario",), f"scenario column '{m.scenario}' is not a categorical feature",
                   "list it under 'categorical:' too", key=m.scenario)
@@ -163,7 +170,8 @@ def describe(file: str) -> DataSpec:
 def _spec(m: DataFile, file: str) -> DataSpec:
     name = m.name or Path(file).name.rsplit(".", 1)[0]
     return DataSpec(name=name, categorical=tuple(m.categorical), numeric=tuple(m.numeric), labels=dict(m.labels),
-                    scenario=m.scenario, group=m.group, description=m.description or f"Data from {m.source}.")
+                    scenario=m.scenario, group=m.group,
+                    scenario_values=tuple(m.scenario_values) if m.scenario_values else None, description=m.description or f"Data from {m.source}.")
 
 
 def load(file: str, rows: int | None = None) -> Dataset:

@@ -35,10 +35,14 @@ class Preprocessor:
     vocabularies: dict[str, list[str]] = field(default_factory=dict)  # index 0 = OOV, not listed
     numeric: dict[str, dict] = field(default_factory=dict)  # name -> {mean, variance, log1p}; mean fills NaN
     min_count: int = 1
+    scenario: dict | None = None  # {"column": name, "values": [...]} declared, never fitted
 
     @classmethod
-    def fit(cls, frame: pd.DataFrame, categorical, numeric, min_count: int = 1) -> "Preprocessor":
+    def fit(cls, frame: pd.DataFrame, categorical, numeric, min_count: int = 1,
+            scenario: tuple[str, list[str]] | None = None) -> "Preprocessor":
         pre = cls(min_count=min_count)
+        if scenario is not None:
+            pre.scenario = {"column": scenario[0], "values": list(scenario[1])}
         for name in categorical:
             counts = as_text(frame[name]).dropna().value_counts(sort=False)
             counts = counts[counts >= min_count]
@@ -82,7 +86,30 @@ class Preprocessor:
             out[layout.input_name(dim)] = np.stack([self.encode_categorical(n, frame[n]) for n in names], axis=1)
         if layout.numeric:
             out["numeric"] = np.stack([self.encode_numeric(n, frame[n]) for n in layout.numeric], axis=1)
+        if layout.scenario:
+            out["scenario"] = self.encode_scenario(frame[layout.scenario]).reshape(-1, 1)
         return out
+
+    def encode_scenario(self, values: pd.Series, source: str = "") -> np.ndarray:
+        """Scenario ids 0..S-1 in the declared order. A value outside the declared set (or a
+        missing one) is an error naming the values and how many rows carry them, never an
+        out-of-vocabulary bucket: routing a row to another scenario's parameters would be silent."""
+        column, declared = self.scenario["column"], self.scenario["values"]
+        text = as_text(values)
+        codes = pd.Index(declared, dtype="string").get_indexer(text)
+        bad = codes < 0
+        if bad.any():
+            from .errors import DataError, Location
+
+            counts = text[bad].fillna("<missing>").value_counts()
+            shown = ", ".join(f"'{v}' ({n} rows)" for v, n in list(counts.items())[:5])
+            first = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{int(bad.sum())} rows have a scenario value outside the declared set: "
+                            f"{shown}; first at data row {first}", key=column,
+                            location=Location(source) if source else None,
+                            hint=f"declared: {', '.join(declared)}; fix the data or list the value "
+                            "under scenarios: values")
+        return codes.astype("int32")
 
     def oov_rate(self, frame: pd.DataFrame) -> dict[str, float]:
         return {n: float((self.encode_categorical(n, frame[n]) == OOV).mean()) for n in self.vocabularies}

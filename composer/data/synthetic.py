@@ -169,8 +169,8 @@ def describe(name: str) -> DataSpec:
     view = VIEWS[base]
     categorical = CATEGORICAL + ((view.scenario,) if view.scenario else ())
     return DataSpec(name=name, categorical=categorical, numeric=NUMERIC, labels=dict(view.labels),
-                    scenario=view.scenario, group=GROUP,
-                    description=view.description + _options_note(options))
+                    scenario=view.scenario, scenario_values=SCENARIOS if view.scenario else None,
+                    group=GROUP, description=view.description + _options_note(options))
 
 
 def _options_note(options) -> str:
