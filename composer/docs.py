@@ -62,6 +62,126 @@ blocks:
   tower: {type: tower, for_each: task, input: "mix.{task}", units: [32]}
 """ + _TOWERS
 
+# Scenario examples declare user_segment (ids 0..11) as the scenario.
+_SCENARIOS = "scenarios: {feature: user_segment, count: 12}\n"
+_LOGITS = """\
+outputs:
+  click: logit.click
+  like: logit.like
+"""
+
+_MORE_EXAMPLES = {
+    "split_merge": _SCENARIOS + """\
+blocks:
+  x:      {type: embed, group: all}
+  bottom: {type: mlp, input: x, units: [64]}
+  tower:  {type: split_merge, for_each: task, input: bottom, units: [16]}
+""" + _TOWERS,
+    "scenario_bias": """\
+blocks:
+  x:     {type: embed, group: all}
+  user:  {type: embed, group: user}
+  main:  {type: tower, for_each: task, input: x, units: [64]}
+  bias:  {type: scenario_bias, for_each: task, input: user, units: [8], dropout: 0.1}
+  logit: {type: add, for_each: task, inputs: ["main.{task}", "bias.{task}"]}
+""" + _LOGITS,
+    "partitioned_norm": _SCENARIOS + """\
+blocks:
+  x:     {type: embed, group: all}
+  pn:    {type: partitioned_norm, input: x}
+  tower: {type: star_fcn, for_each: task, input: pn, units: [64, 32]}
+""" + _TOWERS,
+    "star_fcn": _SCENARIOS + """\
+blocks:
+  x:     {type: embed, group: all}
+  pn:    {type: partitioned_norm, input: x}
+  tower: {type: star_fcn, for_each: task, input: pn, units: [64, 32]}
+""" + _TOWERS,
+    "lhuc": """\
+blocks:
+  item:   {type: embed, group: item}
+  user:   {type: embed, group: user}
+  scaled: {type: lhuc, input: item, condition: user, hidden: [16]}
+  tower:  {type: tower, for_each: task, input: scaled, units: [32]}
+""" + _TOWERS,
+    "hmoe": _SCENARIOS + """\
+blocks:
+  x:     {type: embed, group: all}
+  hmoe:  {type: hmoe, input: x, experts: 4, units: [32], tower_units: [16]}
+outputs:
+  click: hmoe.click
+  like: hmoe.like
+""",
+    "gate_nu": """\
+blocks:
+  x:     {type: embed, group: all}
+  user:  {type: embed, group: user}
+  gated: {type: gate_nu, input: [user, x], scale: x}
+  tower: {type: tower, for_each: task, input: gated, units: [32]}
+""" + _TOWERS,
+    "epnet": """\
+blocks:
+  x:     {type: embed, group: all}
+  user:  {type: embed, group: user}
+  ep:    {type: epnet, domain: user, input: x}
+  tower: {type: tower, for_each: task, input: ep, units: [32]}
+""" + _TOWERS,
+    "ppnet": """\
+blocks:
+  x:     {type: embed, group: all}
+  user:  {type: embed, group: user}
+  tower: {type: ppnet, for_each: task, persona: user, input: x, units: [32, 16]}
+""" + _TOWERS,
+    "pepnet": """\
+blocks:
+  x:      {type: embed, group: all}
+  user:   {type: embed, group: user}
+  item:   {type: embed, group: item}
+  pepnet: {type: pepnet, domain: user, persona: item, input: x, units: [32, 16]}
+outputs:
+  click: pepnet.click
+  like: pepnet.like
+""",
+    "apg": """\
+blocks:
+  x:      {type: embed, group: all}
+  user:   {type: embed, group: user}
+  bottom: {type: apg, input: x, condition: user, units: [64, 32], rank: 8}
+  tower:  {type: tower, for_each: task, input: bottom, units: [16]}
+""" + _TOWERS,
+    "dynamic_mlp": """\
+blocks:
+  x:     {type: embed, group: all}
+  user:  {type: embed, group: user}
+  mlp:   {type: dynamic_mlp, condition: user, input: x, units: [16, 8]}
+  tower: {type: tower, for_each: task, input: mlp}
+""" + _TOWERS,
+    "meta_unit": """\
+blocks:
+  x:     {type: embed, group: all}
+  user:  {type: embed, group: user}
+  meta:  {type: meta_unit, condition: user, input: x, units: [16]}
+  tower: {type: tower, for_each: task, input: meta}
+""" + _TOWERS,
+    "meta_attention": """\
+blocks:
+  x:     {type: embed, group: all}
+  user:  {type: embed, group: user}
+  pool:  {type: expert_pool, input: x, experts: 4, units: [32]}
+  att:   {type: meta_attention, for_each: task, experts: pool, scenario: user}
+  tower: {type: meta_tower, for_each: task, input: "att.{task}", scenario: user}
+""" + _TOWERS,
+    "meta_tower": """\
+blocks:
+  x:     {type: embed, group: all}
+  user:  {type: embed, group: user}
+  pool:  {type: expert_pool, input: x, experts: 4, units: [32]}
+  att:   {type: meta_attention, for_each: task, experts: pool, scenario: user}
+  tower: {type: meta_tower, for_each: task, input: "att.{task}", scenario: user}
+""" + _TOWERS,
+}
+
+
 EXAMPLES: dict[str, str] = {
     "embed": """\
 blocks:
@@ -161,6 +281,7 @@ blocks:
   tower: {type: tower, for_each: task, input: "ple.{task}", units: [32]}
 """ + _TOWERS,
 }
+EXAMPLES.update(_MORE_EXAMPLES)
 
 
 # -- field tables -----------------------------------------------------------------------------

@@ -32,18 +32,31 @@ GOLDEN = {
     "hmoe": (12, 46_426, ("click",)),
     "star": (7, 45_441, ("click",)),
     "lhuc": (7, 30_166, ("click",)),
+    # dynamic weights (synthetic-msl); ppnet routes by nothing, so it takes no scenario input
+    "apg": (4, 33_041, ("click",)),
+    "epnet": (4, 33_373, ("click",)),
+    "m2m": (6, 91_450, ("click",)),
+    "pepnet": (5, 46_557, ("click",)),
+    "ple_pepnet": (15, 69_561, ("click",)),
+    "ppnet": (3, 42_609, ("click",)),
 }
+# ppnet.yaml by hand: embeddings (1001+2001+51+13+4)*8 = 24,560; tower over x (42) with the
+# persona ids (5 fields, 40): dense 42*64+64 = 2,752, gate (82->64->64) 9,472, dense 64*32+32 =
+# 2,080, gate (82->32->32) 3,712, logit 33.
+assert 24_560 + 2_752 + 9_472 + 2_080 + 3_712 + 33 == GOLDEN["ppnet"][1]
 INPUTS = {"ids_d8": (4,), "numeric": (2,)}
 MSL_INPUTS = {"ids_d8": (5,), "numeric": (2,), "scenario": (1,)}
 
 
-def _inputs(outputs):
-    return MSL_INPUTS if outputs == ("click",) else INPUTS
+def _inputs(outputs, name=""):
+    if outputs != ("click",):
+        return INPUTS
+    return {"ids_d8": (5,), "numeric": (2,)} if name == "ppnet" else MSL_INPUTS
 
 
-def _batch(outputs, n=5, seed=0):
+def _batch(outputs, n=5, seed=0, name=""):
     rng = np.random.default_rng(seed)
-    shapes = _inputs(outputs)
+    shapes = _inputs(outputs, name)
     batch = {"ids_d8": rng.integers(0, 4, size=(n, shapes["ids_d8"][0])).astype("int32"),
              "numeric": rng.normal(size=(n, 2)).astype("float32")}
     if "scenario" in shapes:
@@ -65,7 +78,7 @@ def test_graph_golden(name):
     assert graph.total_params == params
     assert tuple(graph.outputs) == outputs
     assert graph.layout.inputs() == {k: (v, "float32" if k == "numeric" else "int32")
-                                     for k, v in _inputs(outputs).items()}
+                                     for k, v in _inputs(outputs, name).items()}
     assert graph.warnings == []
     assert tuple(t.name for t in bp.tasks) == outputs  # bound to the blueprint's dataset
 
@@ -86,7 +99,7 @@ def test_model_golden(name):
     assert model.count_params() == GOLDEN[name][1]
     outputs = GOLDEN[name][2]
     assert sorted(model.output_names) == sorted(outputs)
-    out = model.predict(_batch(outputs), verbose=0)
+    out = model.predict(_batch(outputs, name=name), verbose=0)
     assert set(out) == set(outputs)
     for value in out.values():
         assert value.shape == (5, 1)
