@@ -215,7 +215,7 @@ def cmd_compare(args) -> int:
     _quiet_tf()
     from . import training
     from .data.registry import load
-    from .metrics import compare_table
+    from .metrics import compare_scenario_table, compare_table
 
     reports, times, dataset = {}, {}, None
     for file in args.files:
@@ -237,9 +237,14 @@ def cmd_compare(args) -> int:
     print(f"\ntest split of {args.data or 'each blueprint data'} ({counts['test']:,} rows), exact AUC")
     print(table)
     if any(r[0].scenarios for r in reports.values()):
-        for name, reps in reports.items():
-            print(f"\n{name} per scenario")
-            print(reps[0].table(by="scenario"))
+        rows = {}
+        for reps in reports.values():
+            for s, tasks in reps[0].scenarios.items():
+                rows.setdefault(s, max((m.n for m in tasks.values()), default=0))
+        sizes = ", ".join(f"{s} {n:,}" for s, n in rows.items())
+        table += (f"\n\nper scenario (test rows: {sizes}), exact AUC\n"
+                  + compare_scenario_table(reports))
+        print(table.split("\n\n", 1)[1])
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "compare.txt"), "w") as fh:
@@ -263,6 +268,10 @@ def cmd_export(args) -> int:
     os.makedirs(out, exist_ok=True)
     keras_path = os.path.join(out, "model.keras")
     exp.model.save(keras_path)
+    import keras
+
+    if keras.backend.backend() != "tensorflow":  # the SavedModel step below refuses, clearly
+        print(f"wrote {keras_path}")
     saved = export_saved_model(exp, os.path.join(out, "saved_model"))
     # check both artefacts against the trained model on test rows
     rows = exp.dataset.part("test").frame.head(2048)

@@ -3,7 +3,8 @@
 ``PlanTrainer`` wraps the compiled (functional) model for training only; the saved and served
 artefact stays the plain functional model. Loss-only strategies (fixed, uncertainty) live in
 ``compute_loss``, which every Keras backend runs; gradient strategies (GradNorm, PE-LTR) need
-per-task gradients, so they have their own ``train_step`` (TensorFlow backend).
+per-task gradients, so they have their own ``train_step`` (TensorFlow backend; under another
+backend ``PlanTrainer`` refuses them with a BlueprintError before training starts).
 Per-task raw losses and the task weights are logged every epoch (``loss_<task>``,
 ``weight_<task>``).
 """
@@ -16,10 +17,25 @@ from keras import ops
 from .fusion_math import pareto_weights
 
 GRADIENT_STRATEGIES = ("gradnorm", "pareto")
+GRADIENT_BACKENDS = ("tensorflow",)  # backends with a per-task gradient train_step below
+_STRATEGY_NAMES = {"gradnorm": "GradNorm", "pareto": "PE-LTR (pareto)"}
+
+
+def check_backend(fusion: str) -> None:
+    """Raise a BlueprintError when ``fusion`` has no train step on the current Keras backend."""
+    backend = keras.backend.backend()
+    if fusion in GRADIENT_STRATEGIES and backend not in GRADIENT_BACKENDS:
+        from .blueprint.errors import BlueprintError
+
+        raise BlueprintError(
+            f"{_STRATEGY_NAMES[fusion]} fusion needs KERAS_BACKEND=tensorflow (now '{backend}'), "
+            f"the only backend with its per-task gradient step; fixed and uncertainty fusion run "
+            f"on every backend", key="loss.fusion")
 
 
 class PlanTrainer(keras.Model):
     def __init__(self, net, plan, shared_layers=(), **kwargs):
+        check_backend(plan.fusion)
         super().__init__(name=f"{net.name}_trainer", **kwargs)
         self.net = net
         self.plan = plan
@@ -39,7 +55,7 @@ class PlanTrainer(keras.Model):
             self.initial_losses = self.add_weight(name="initial_losses", shape=(n,), trainable=False,
                                                   initializer="zeros")
             self.gradnorm_optimizer = keras.optimizers.Adam(plan.params.get("learning_rate", 0.025))
-        self.step_counter = self.add_weight(name="step", shape=(), dtype="int64", trainable=False,
+        self.step_counter = self.add_weight(name="step", shape=(), dtype="int32", trainable=False,
                                             initializer="zeros")
         self.trackers = {"loss": keras.metrics.Mean(name="loss")}
         for t in self.tasks:
@@ -96,13 +112,14 @@ class PlanTrainer(keras.Model):
         return self.get_metrics_result()
 
     # -- gradient strategies (TensorFlow) ------------------------------------------------
-    def train_step(self, data):
+    def train_step(self, *args):
+        # TensorFlow and torch call train_step(data); JAX calls train_step(state, data)
         if self.fusion not in GRADIENT_STRATEGIES:
-            return super().train_step(data)
-        if keras.backend.backend() != "tensorflow":
-            raise NotImplementedError(f"{self.fusion} needs KERAS_BACKEND=tensorflow for now")
+            return super().train_step(*args)
+        check_backend(self.fusion)
         import tensorflow as tf
 
+        (data,) = args
         x, y, sw = keras.utils.unpack_x_y_sample_weight(data)
         shared = [v for layer in self.shared_layers for v in layer.trainable_variables]
         with tf.GradientTape(persistent=True) as tape:

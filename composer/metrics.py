@@ -451,6 +451,31 @@ def compare_table(reports: Mapping[str, Report | Sequence[Report]],
     return tabulate(body, headers=head, disable_numparse=True, colalign=align)
 
 
+def compare_scenario_table(reports: Mapping[str, Report | Sequence[Report]], metric: str = "auc",
+                           digits: int = 4) -> str:
+    """One table, a row per model, a column per (scenario, task): ``metric`` on that scenario's
+    test rows, ``mean ± std`` over seeds ("n/a" where a scenario has one class)."""
+    from tabulate import tabulate
+
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
+    runs = {name: [r] if isinstance(r, Report) else list(r) for name, r in reports.items()}
+    columns: list[tuple] = []
+    for rs in runs.values():
+        for r in rs:
+            columns += [(s, t) for s, tasks in r.scenarios.items() for t in tasks if (s, t) not in columns]
+    head = ["model"] + [f"{s} {t} {metric.upper()}" for s, t in columns]
+    body = []
+    for name, rs in runs.items():
+        row = [name]
+        for s, t in columns:
+            values = [getattr(r.scenarios[s][t], metric) if t in r.scenarios.get(s, {}) else None for r in rs]
+            row.append(_spread(values, digits))
+        body.append(row)
+    return tabulate(body, headers=head, disable_numparse=True,
+                    colalign=["left"] + ["right"] * (len(head) - 1))
+
+
 def _spread(values: list[float | None], digits: int) -> str:
     present = [v for v in values if v is not None]
     if not present:

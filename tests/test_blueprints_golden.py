@@ -26,6 +26,7 @@ GOLDEN = {
     "cgc": (10, 52_906, MT),
     "ple": (19, 78_532, MT),
     "esmm": (4, 33_234, ("ctr", "cvr", "ctcvr")),
+    "esm2": (8, 41_940, ("ctr", "ctavr", "ctcvr", "avr", "cvr", "cvr_action", "cvr_other")),
     # multi-scenario (synthetic-msl: click; the scenario is a feature and routes)
     "split_merge": (3, 31_027, ("click",)),
     "scenario_tower": (6, 30_018, ("click",)),
@@ -44,6 +45,10 @@ GOLDEN = {
 # persona ids (5 fields, 40): dense 42*64+64 = 2,752, gate (82->64->64) 9,472, dense 64*32+32 =
 # 2,080, gate (82->32->32) 3,712, logit 33.
 assert 24_560 + 2_752 + 9_472 + 2_080 + 3_712 + 33 == GOLDEN["ppnet"][1]
+# esm2.yaml by hand: embeddings (1001+2001+51+13)*8 = 24,528; each of the towers y1..y4 over x
+# (4*8 + 2 numerics = 34): dense 34*64+64 = 2,240, dense 64*32+32 = 2,080, logit 33 = 4,353;
+# the three chains have no weights.
+assert 24_528 + 4 * (2_240 + 2_080 + 33) == GOLDEN["esm2"][1]
 INPUTS = {"ids_d8": (4,), "numeric": (2,)}
 MSL_INPUTS = {"ids_d8": (5,), "numeric": (2,), "scenario": (1,)}
 

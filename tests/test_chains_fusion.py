@@ -16,6 +16,7 @@ from composer.layers.chains import ProbabilityChain  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ESMM = (ROOT / "blueprints" / "esmm.yaml").read_text()
+ESM2 = ROOT / "blueprints" / "esm2.yaml"
 
 
 def test_chain_layer_matches_the_esm2_formula():
@@ -25,6 +26,74 @@ def test_chain_layer_matches_the_esm2_formula():
     got = np.asarray(layer(y))
     y1, y2, y3, y4 = y
     np.testing.assert_allclose(got, y1 * (y2 * y3 + (1 - y2) * y4), rtol=1e-6)
+
+
+def test_esm2_chain_on_fixed_probabilities():
+    """y1=.5, y2=.4, y3=.5, y4=.1: CTAVR = .2, CVR = .4*.5 + .6*.1 = .26, CTCVR = .13."""
+    y = [np.array([[v]], "float32") for v in (0.5, 0.4, 0.5, 0.1)]
+    names = ["y1", "y2", "y3", "y4"]
+    ctcvr = ProbabilityChain("y1 * (y2 * y3 + (1 - y2) * y4)", names, [False] * 4)(y)
+    ctavr = ProbabilityChain("y1 * y2", names[:2], [False] * 2)(y[:2])
+    np.testing.assert_allclose(np.asarray(ctcvr), [[0.13]], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(ctavr), [[0.2]], rtol=1e-6)
+
+
+def _esm2_model():
+    from composer.blueprint import load_blueprint
+    from composer.compiler import compile_graph
+    from composer.graph import build_graph
+
+    bp, doc = load_blueprint(str(ESM2))
+    vocab = {"user_id": 1001, "item_id": 2001, "item_category": 51, "user_segment": 13}
+    return compile_graph(build_graph(bp, doc, vocab_sizes=vocab))
+
+
+def test_esm2_blueprint_outputs_equal_the_formula_over_its_towers():
+    """The compiled esm2.yaml on fixed inputs: every chain output is the paper's formula of the
+    tower probabilities y1 = ctr, y2 = avr, y3 = cvr_action, y4 = cvr_other it also outputs."""
+    rng = np.random.default_rng(1)
+    model = _esm2_model()
+    for layer in model.layers:  # spread the towers' outputs so the check is not near 0.5 only
+        for v in layer.trainable_variables:
+            v.assign(rng.normal(scale=0.3, size=v.shape).astype("float32"))
+    batch = {"ids_d8": rng.integers(0, 13, size=(64, 4)).astype("int32"),
+             "numeric": rng.normal(size=(64, 2)).astype("float32")}
+    out = {k: np.asarray(v, "float64") for k, v in model.predict(batch, verbose=0).items()}
+    y1, y2, y3, y4 = (out[k] for k in ("ctr", "avr", "cvr_action", "cvr_other"))
+    assert y1.std() > 0.05 and y3.std() > 0.05
+    np.testing.assert_allclose(out["ctavr"], y1 * y2, rtol=1e-5)
+    np.testing.assert_allclose(out["cvr"], y2 * y3 + (1 - y2) * y4, rtol=1e-5)
+    np.testing.assert_allclose(out["ctcvr"], y1 * (y2 * y3 + (1 - y2) * y4), rtol=1e-5)
+    np.testing.assert_allclose(out["ctcvr"], out["ctr"] * out["cvr"], rtol=1e-5)
+    assert np.all(out["ctcvr"] <= out["ctr"]) and np.all(out["ctavr"] <= out["ctr"])
+
+
+def test_esm2_labels_masks_and_entire_space_gradients(tmp_path):
+    from composer.fusion import PlanTrainer
+
+    exp = training.prepare(str(ESM2), data="synthetic-esm2:rows=3000")
+    rows = exp.dataset.part("train").frame
+    labels, masks = exp.labels(rows)
+    click, action = rows["click"].to_numpy() == 1, rows["action"].to_numpy() == 1
+    # action implies a click, so "click & action" is the action column itself
+    np.testing.assert_array_equal(labels["ctavr"], rows["action"].to_numpy())
+    np.testing.assert_array_equal(masks["avr"], click)
+    np.testing.assert_array_equal(masks["cvr_action"], action)
+    np.testing.assert_array_equal(masks["cvr_other"], click & ~action)
+    assert masks["ctr"].all() and masks["ctcvr"].all()
+    assert [t.task for t in exp.plan.trained] == ["ctr", "ctavr", "ctcvr"]
+    # y2, y3, y4 have no loss of their own, yet unclicked rows reach them through the products
+    x, y, w = exp.arrays("train")
+    pick = np.where(~click)[0][:256]
+    trainer = PlanTrainer(exp.model, exp.plan)
+    towers = [exp.model.get_layer(n) for n in ("y2", "y3", "y4")]
+    with tf.GradientTape() as tape:
+        pred = trainer({k: v[pick] for k, v in x.items()}, training=False)
+        loss = trainer.fuse(trainer.task_losses({k: v[pick] for k, v in y.items()}, pred,
+                                                {k: v[pick] for k, v in w.items()}))
+    grads = tape.gradient(loss, [[v.value for v in t.trainable_variables] for t in towers])
+    for tower, gs in zip(towers, grads):
+        assert max(float(tf.reduce_max(tf.abs(g))) for g in gs) > 0, tower.name
 
 
 def test_chain_layer_applies_sigmoid_to_logits_not_products_of_logits():

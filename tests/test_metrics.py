@@ -288,3 +288,20 @@ def test_compare_table_single_runs_without_groups():
     text = compare_table({"a": r, "b": r})
     assert "seeds" not in text and "GAUC" not in text  # nothing to show for GAUC
     assert text.splitlines()[0].split() == ["model", "click", "AUC", "macro", "AUC"]
+
+
+def test_compare_scenario_table_gives_mean_and_std_per_scenario_and_task():
+    from composer.metrics import compare_scenario_table
+
+    labels = {"click": [1, 0, 1, 0, 1, 0, 0, 0]}
+    scenario = ["a", "a", "a", "a", "b", "b", "b", "b"]
+    r1 = evaluate_predictions(labels, {"click": [0.9, 0.1, 0.8, 0.3, 0.6, 0.7, 0.2, 0.1]}, scenario=scenario)
+    r2 = evaluate_predictions(labels, {"click": [0.9, 0.1, 0.2, 0.3, 0.9, 0.7, 0.2, 0.1]}, scenario=scenario)
+    one_class = evaluate_predictions({"click": [1, 1, 0, 0]}, {"click": [0.9, 0.8, 0.1, 0.2]},
+                                     scenario=["a", "a", "b", "b"])
+    text = compare_scenario_table({"m": [r1, r2], "n": one_class})
+    head, _, row_m, row_n = text.splitlines()
+    assert head.split() == ["model", "a", "click", "AUC", "b", "click", "AUC"]
+    # a: AUC 1.0 and 0.75 -> 0.875 ± 0.1768; b: 2/3 and 1.0 -> 0.8333 ± 0.2357
+    assert row_m.split() == ["m", "0.8750", "±", "0.1768", "0.8333", "±", "0.2357"]
+    assert row_n.split() == ["n", "n/a", "n/a"]  # one class per scenario: no AUC, no crash

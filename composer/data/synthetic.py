@@ -16,6 +16,16 @@ makes model comparisons show known effects:
   ids, a short check with the shipped blueprints found the gap within noise.
 * Conversion is a chain: only clicked rows can convert (conversion ⊂ click), with its own task
   vector at cosine ``correlation`` to click's, as the CVR half of ESMM (Ma et al., SIGIR 2018).
+* ``synthetic-esm2`` adds a decisive action (add-to-cart / wish list) between click and buy, as
+  in ESM2 (Wen et al., SIGIR 2020): ``action`` ⊂ click, with its own task vector (cosine
+  ``correlation`` to click's) and base logits. So that every other column keeps exactly its
+  values, action is drawn last, from its own stream of the seed, given the buy it leads to: on
+  clicked rows action ~ Bernoulli(σ(b_{action,s} + score_action + ACTION_BUY_SHIFT·conversion
+  + ε)). By Bayes, buying is then frequent after an action and rare after "other" (clicked, no
+  action): on the default data 28% of clicks lead to an action, p(buy | action) ≈ 0.52 against
+  p(buy | click, no action) ≈ 0.05, and 80% of buys follow an action. This is ESM2's
+  y1..y4 decomposition y1 = p(click), y2 = p(action | click), y3 = p(buy | action),
+  y4 = p(buy | click, no action).
 * Three scenarios (``tab0``/``tab1``/``tab2``, 60/30/10% of rows) each rotate every task vector
   by an angle θ_s = scenario_shift · (0, ½, 1) · π/2 (cosine to tab0's vector exactly cos θ_s;
   the tasks' mutual cosine is kept) and have their own base rates, so a scenario-aware model
@@ -24,9 +34,10 @@ makes model comparisons show known effects:
 * Days 0..9 (rows i.i.d. across days; no drift): train on days 0-7, valid on 8, test on 9.
 
 Names: ``synthetic`` (click, like), ``synthetic-msl`` (click, with ``scenario`` as a feature and
-the scenario column), ``synthetic-chain`` (click, conversion). Options ride on the name:
-``synthetic:correlation=0.1,rows=50000,seed=3``. Every name reads the same table for the same
-options; the name only chooses the columns a model sees.
+the scenario column), ``synthetic-chain`` (click, conversion), ``synthetic-esm2`` (click, action,
+conversion). Options ride on the name: ``synthetic:correlation=0.1,rows=50000,seed=3``. Every
+name reads the same table for the same options (``synthetic-esm2``'s has the ``action`` column
+too; the others' columns are identical to it); the name only chooses the columns a model sees.
 
 ``synthetic-mtl`` is a separate table (see ``generate_mtl``): the MMoE paper's experiment itself,
 on dense inputs x ~ N(0, I_d) with no ids, click (30%) and like (10%) thresholded from
@@ -58,7 +69,11 @@ BASE_LOGIT = {
     "click": (-2.1, -2.5, -1.7),
     "like": (-3.1, -3.4, -2.8),
     "conversion": (-2.7, -2.4, -3.1),
+    "action": (-3.4, -3.2, -3.6),  # conditional on a click, before the buy shift below
 }
+# Added to the action logit of rows that convert: buying mostly follows a decisive action.
+ACTION_BUY_SHIFT = 4.0
+ACTION = "action"  # the ESM2 label (synthetic-esm2 only); drawn from its own stream of the seed
 # Per-dimension standard deviation of each part of f(x), before f is scaled to unit variance.
 PART_SCALE = {"segment": 0.5, "user": 0.7, "category": 0.6, "item": 0.8, "interaction": 0.6,
               "price": 0.35, "activity": 0.35}
@@ -96,7 +111,7 @@ class Options:
 
     rows: int = 200_000
     seed: int = 2018
-    correlation: float = 0.5  # cosine between the task vectors (click-like, click-conversion)
+    correlation: float = 0.5  # cosine between task vectors (click and like, conversion, action)
     scenario_shift: float = 0.6  # 0: scenarios differ only in base rates; 1: tab2 orthogonal
     noise: float = 0.5  # std of the Gaussian noise added to each logit
 
@@ -123,6 +138,10 @@ VIEWS = {
     "synthetic-chain": _View({"click": "click", "conversion": "conversion"}, None,
                              "Synthetic click log with a click -> conversion chain "
                              "(conversion only on clicked rows)."),
+    "synthetic-esm2": _View({"click": "click", "action": ACTION, "conversion": "conversion"}, None,
+                            "Synthetic click log with a click -> decisive action (add-to-cart / "
+                            "wish list) -> conversion chain, as in ESM2 (action and conversion "
+                            "only on clicked rows; buying mostly after an action)."),
 }
 
 
@@ -181,10 +200,13 @@ def _options_note(options) -> str:
 def load(name: str, rows: int | None = None) -> Dataset:
     """Generate the dataset a name describes; ``rows`` (when given) overrides the name's."""
     spec = describe(name)
-    _, options = parse(name)
+    base, options = parse(name)
     if rows is not None:
         options = replace(options, rows=int(rows)).check()
-    frame, _ = (generate_mtl if isinstance(options, MtlOptions) else generate)(options)
+    if isinstance(options, MtlOptions):
+        frame, _ = generate_mtl(options)
+    else:
+        frame, _ = generate(options, action=ACTION in VIEWS[base].labels.values())
     day = frame["day"].to_numpy()
     split = np.where(day == TEST_DAY, "test", np.where(day == VALID_DAY, "valid", "train"))
     return Dataset(spec, frame, split, source=f"synthetic ({name})",
@@ -202,7 +224,8 @@ def task_vectors(correlation: float, basis: np.ndarray) -> dict[str, np.ndarray]
     rest = np.sqrt(1.0 - correlation ** 2)
     return {"click": basis[:, 0],
             "like": correlation * basis[:, 0] + rest * basis[:, 1],
-            "conversion": correlation * basis[:, 0] + rest * basis[:, 2]}
+            "conversion": correlation * basis[:, 0] + rest * basis[:, 2],
+            ACTION: correlation * basis[:, 0] + rest * basis[:, 3]}
 
 
 def scenario_rotation(angle: float, basis: np.ndarray) -> np.ndarray:
@@ -228,7 +251,7 @@ def _zscore(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / x.std()
 
 
-def generate(options: Options = Options()):
+def generate(options: Options = Options(), action: bool = False):
     """The table and the planted truth for ``options``.
 
     Returns ``(frame, logits)``: the pandas DataFrame (features, ``scenario``, ``day`` and the
@@ -236,13 +259,18 @@ def generate(options: Options = Options()):
     row (conversion's is conditional on a click). Structure, rows, noise and missing values draw
     from separate streams of the seed, so changing ``correlation``, ``scenario_shift`` or
     ``noise`` changes only the labels.
+
+    ``action=True`` (the ``synthetic-esm2`` view) appends the ``action`` label, drawn from a
+    fifth stream after everything else, so every other column is unchanged; its logit in
+    ``logits`` is conditional on a click and leaves out the buy shift ``ACTION_BUY_SHIFT``.
     """
     import pandas as pd
 
     options.check()
     n = options.rows
-    structure, rows, noise, missing = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(options.seed).spawn(4))
+    # spawn(5)'s first four children are spawn(4)'s: the action stream leaves the others alone
+    structure, rows, noise, missing, action_noise = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(options.seed).spawn(5))
 
     # Structure: who is who, and the task functions.
     scale = PART_SCALE
@@ -291,6 +319,13 @@ def generate(options: Options = Options()):
         noisy = logits[task] + options.noise * noise.normal(size=n)
         labels[task] = noise.random(n) < 1.0 / (1.0 + np.exp(-noisy))
     labels["conversion"] &= labels["click"]
+    if action:  # last, from its own stream: every column above keeps its values
+        z = np.einsum("nd,nd->n", f, (rotations @ vectors[ACTION])[scenario])
+        score = z + np.sin(alpha * z[:, None] + beta).sum(axis=1)
+        logits[ACTION] = np.asarray(BASE_LOGIT[ACTION])[scenario] + score
+        noisy = (logits[ACTION] + ACTION_BUY_SHIFT * labels["conversion"]
+                 + options.noise * action_noise.normal(size=n))
+        labels[ACTION] = (action_noise.random(n) < 1.0 / (1.0 + np.exp(-noisy))) & labels["click"]
 
     price[missing.random(n) < MISSING_RATE] = np.nan
     activity[missing.random(n) < MISSING_RATE] = np.nan
@@ -305,6 +340,8 @@ def generate(options: Options = Options()):
         "day": day,
         **{task: labels[task].astype(np.int64) for task in TASKS},
     })
+    if action:
+        frame[ACTION] = labels[ACTION].astype(np.int64)
     return frame, logits
 
 

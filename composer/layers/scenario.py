@@ -183,10 +183,12 @@ class PartitionedNorm(keras.layers.Layer):
             variance = ops.matmul(ops.transpose(one_hot), ops.square(centred)) / per
             present = count > 0
             m = self.momentum
-            self.moving_mean.assign(ops.where(present, m * self.moving_mean + (1 - m) * mean,
-                                              self.moving_mean))
-            self.moving_variance.assign(ops.where(present, m * self.moving_variance + (1 - m) * variance,
-                                                  self.moving_variance))
+            # tensors, not the variables: JAX refuses a Variable as an argument of ops.where
+            old_mean = ops.convert_to_tensor(self.moving_mean)
+            old_variance = ops.convert_to_tensor(self.moving_variance)
+            self.moving_mean.assign(ops.where(present, m * old_mean + (1 - m) * mean, old_mean))
+            self.moving_variance.assign(ops.where(present, m * old_variance + (1 - m) * variance,
+                                                  old_variance))
         else:
             mean, variance = self.moving_mean, self.moving_variance
         mean_b, var_b = ops.matmul(one_hot, mean), ops.matmul(one_hot, variance)

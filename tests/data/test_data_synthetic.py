@@ -76,6 +76,42 @@ def test_conversion_only_on_clicked_rows(default):
     assert frame.loc[frame["click"] == 1, "conversion"].mean() > 0.05
 
 
+@pytest.fixture(scope="module")
+def esm2():
+    """The default table with ESM2's decisive-action label (synthetic-esm2), generated once."""
+    return load("synthetic-esm2")
+
+
+def test_esm2_action_is_planted_between_click_and_buy(default, esm2):
+    frame = esm2.frame
+    assert list(frame.columns) == [*default.frame.columns, "action"]
+    pd.testing.assert_frame_equal(frame.drop(columns="action"), default.frame)  # nothing else moved
+    assert esm2.spec.labels == {"click": "click", "action": "action", "conversion": "conversion"}
+    click, action, buy = (frame[c].to_numpy() == 1 for c in ("click", "action", "conversion"))
+    assert frame["action"].dtype == np.int64
+    assert not (action & ~click).any()  # only clicked rows act
+    assert 0.1 < action[click].mean() < 0.5
+    after_action, after_other = buy[action].mean(), buy[click & ~action].mean()
+    assert after_action > 0.3 and after_other < 0.1 and after_action > 5 * after_other
+    assert buy[action].sum() > 0.6 * buy.sum()  # most buys follow an action
+    # action has its own planted task: its noiseless logit ranks actions among clicked rows
+    from sklearn.metrics import roc_auc_score
+
+    part, logits = generate(Options(rows=ROWS), action=True)
+    clicked = part["click"].to_numpy() == 1
+    assert roc_auc_score(part["action"][clicked], logits["action"][clicked]) > 0.65
+    assert abs(np.corrcoef(logits["action"], logits["click"])[0, 1]) < 0.95
+
+
+def test_esm2_action_stream_is_separate():
+    a, la = generate(Options(rows=5000, seed=7))
+    b, lb = generate(Options(rows=5000, seed=7), action=True)
+    pd.testing.assert_frame_equal(a, b.drop(columns="action"))
+    assert set(lb) == set(la) | {"action"}
+    for task in la:
+        np.testing.assert_array_equal(la[task], lb[task])
+
+
 def test_positive_rates(default):
     frame = default.frame
     click, like, conversion = (frame[c].mean() for c in LABELS)
@@ -193,6 +229,9 @@ def test_specs():
     assert msl.scenario == "scenario" and msl.labels == {"click": "click"}
     chain = describe("synthetic-chain")
     assert chain.labels == {"click": "click", "conversion": "conversion"} and chain.scenario is None
+    esm2 = describe("synthetic-esm2")
+    assert esm2.labels == {"click": "click", "action": "action", "conversion": "conversion"}
+    assert esm2.features == chain.features and esm2.scenario is None
     named = describe("synthetic:correlation=0.1,rows=50000")
     assert named.name == "synthetic:correlation=0.1,rows=50000"
     assert "correlation=0.1" in named.description
@@ -245,7 +284,7 @@ def test_register_all():
     synthetic.register_all(lambda name, describe_fn, load_fn:
                            seen.append((name, describe_fn, load_fn)))
     assert [name for name, _, _ in seen] == ["synthetic", "synthetic-msl", "synthetic-chain",
-                                             "synthetic-mtl"]
+                                             "synthetic-esm2", "synthetic-mtl"]
     assert all(d is describe and lo is load for _, d, lo in seen)
 
 
