@@ -242,9 +242,9 @@ def cmd_compare(args) -> int:
             for s, tasks in reps[0].scenarios.items():
                 rows.setdefault(s, max((m.n for m in tasks.values()), default=0))
         sizes = ", ".join(f"{s} {n:,}" for s, n in rows.items())
-        table += (f"\n\nper scenario (test rows: {sizes}), exact AUC\n"
-                  + compare_scenario_table(reports))
-        print(table.split("\n\n", 1)[1])
+        per_scenario = f"per scenario (test rows: {sizes}), exact AUC\n{compare_scenario_table(reports)}"
+        print(per_scenario)
+        table += "\n\n" + per_scenario
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "compare.txt"), "w") as fh:

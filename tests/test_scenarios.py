@@ -175,3 +175,14 @@ def test_serving_export_takes_raw_scenario_values_and_refuses_unknown_ones(tmp_p
     raw["scenario"][0] = "tab9"
     with pytest.raises(tf.errors.InvalidArgumentError, match="outside the declared scenarios"):
         serve(**{k: tf.constant(v) for k, v in raw.items()})
+
+
+def test_compare_prints_a_per_scenario_table(tmp_path, capsys):
+    code = main(["compare", str(ROOT / "blueprints/shared_bottom.yaml"), str(ROOT / "blueprints/split_merge.yaml"),
+                 "--data", "synthetic-msl:rows=3000", "--epochs", "1", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    head = next(line for line in out.splitlines() if line.startswith("model") and "tab0" in line)
+    assert head.split() == ["model", "tab0", "click", "AUC", "tab1", "click", "AUC", "tab2", "click", "AUC"]
+    assert re.search(r"per scenario \(test rows: tab0 \d[\d,]*, tab1 \d[\d,]*, tab2 \d[\d,]*\)", out)
+    assert "tab2 click AUC" in (tmp_path / "compare.txt").read_text()
