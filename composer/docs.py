@@ -70,6 +70,21 @@ outputs:
   like: logit.like
 """
 
+_STAR = _SCENARIOS + """\
+blocks:
+  x:     {type: embed, group: all}
+  pn:    {type: partitioned_norm, input: x}
+  tower: {type: star_fcn, for_each: task, input: pn, units: [64, 32]}
+""" + _TOWERS
+_M2M = """\
+blocks:
+  x:     {type: embed, group: all}
+  user:  {type: embed, group: user}
+  pool:  {type: expert_pool, input: x, experts: 4, units: [32]}
+  att:   {type: meta_attention, for_each: task, experts: pool, scenario: user}
+  tower: {type: meta_tower, for_each: task, input: "att.{task}", scenario: user}
+""" + _TOWERS
+
 _MORE_EXAMPLES = {
     "split_merge": _SCENARIOS + """\
 blocks:
@@ -85,18 +100,8 @@ blocks:
   bias:  {type: scenario_bias, for_each: task, input: user, units: [8], dropout: 0.1}
   logit: {type: add, for_each: task, inputs: ["main.{task}", "bias.{task}"]}
 """ + _LOGITS,
-    "partitioned_norm": _SCENARIOS + """\
-blocks:
-  x:     {type: embed, group: all}
-  pn:    {type: partitioned_norm, input: x}
-  tower: {type: star_fcn, for_each: task, input: pn, units: [64, 32]}
-""" + _TOWERS,
-    "star_fcn": _SCENARIOS + """\
-blocks:
-  x:     {type: embed, group: all}
-  pn:    {type: partitioned_norm, input: x}
-  tower: {type: star_fcn, for_each: task, input: pn, units: [64, 32]}
-""" + _TOWERS,
+    "partitioned_norm": _STAR,
+    "star_fcn": _STAR,
     "lhuc": """\
 blocks:
   item:   {type: embed, group: item}
@@ -163,22 +168,8 @@ blocks:
   meta:  {type: meta_unit, condition: user, input: x, units: [16]}
   tower: {type: tower, for_each: task, input: meta}
 """ + _TOWERS,
-    "meta_attention": """\
-blocks:
-  x:     {type: embed, group: all}
-  user:  {type: embed, group: user}
-  pool:  {type: expert_pool, input: x, experts: 4, units: [32]}
-  att:   {type: meta_attention, for_each: task, experts: pool, scenario: user}
-  tower: {type: meta_tower, for_each: task, input: "att.{task}", scenario: user}
-""" + _TOWERS,
-    "meta_tower": """\
-blocks:
-  x:     {type: embed, group: all}
-  user:  {type: embed, group: user}
-  pool:  {type: expert_pool, input: x, experts: 4, units: [32]}
-  att:   {type: meta_attention, for_each: task, experts: pool, scenario: user}
-  tower: {type: meta_tower, for_each: task, input: "att.{task}", scenario: user}
-""" + _TOWERS,
+    "meta_attention": _M2M,
+    "meta_tower": _M2M,
 }
 
 

@@ -28,9 +28,11 @@ makes model comparisons show known effects:
   y4 = p(buy | click, no action).
 * Three scenarios (``tab0``/``tab1``/``tab2``, 60/30/10% of rows) each rotate every task vector
   by an angle θ_s = scenario_shift · (0, ½, 1) · π/2 (cosine to tab0's vector exactly cos θ_s;
-  the tasks' mutual cosine is kept) and have their own base rates, so a scenario-aware model
-  beats one shared model on the small ``tab2`` (a quick check: click AUC 0.73 with one tower
-  per scenario against 0.69 with one shared tower, on the default data).
+  the tasks' mutual cosine is kept) and have their own base rates. Measured with the shipped
+  blueprints (10 epochs, 3 seeds, README "Multi-scenario models"): a shared model that sees the
+  scenario as a feature reaches tab2 click AUC 0.7539 ± 0.0074 and no scenario-aware blueprint
+  beats it beyond seed noise there (Split&Merge 0.7495, HMoE 0.7554); ``scenario_shift=1.0``
+  widens the gap between scenarios.
 * Days 0..9 (rows i.i.d. across days; no drift): train on days 0-7, valid on 8, test on 9.
 
 Names: ``synthetic`` (click, like), ``synthetic-msl`` (click, with ``scenario`` as a feature and
