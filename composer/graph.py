@@ -219,8 +219,10 @@ class _Builder:
         where = ""
         if ref in self.stamped:
             choices = ", ".join(self.stamped[ref])
-            self.problems.append(self._error(path, f"'{ref}' is stamped per task{where}",
-                                             f"reference one copy: {choices}, or '{ref}.{{task}}' in a stamped block"))
+            kind = self.bp.blocks[ref].for_each  # task or scenario
+            self.problems.append(self._error(path, f"'{ref}' is stamped per {kind}{where}",
+                                             f"reference one copy: {choices}, or '{ref}.{{{kind}}}' in a "
+                                             f"block stamped per {kind}"))
         elif ref in self.ports:
             choices = ", ".join(f"{ref}.{p}" for p in self.ports[ref])
             self.problems.append(self._error(path, f"'{ref}' has several outputs{where}",

@@ -186,3 +186,11 @@ def test_compare_prints_a_per_scenario_table(tmp_path, capsys):
     assert head.split() == ["model", "tab0", "click", "AUC", "tab1", "click", "AUC", "tab2", "click", "AUC"]
     assert re.search(r"per scenario \(test rows: tab0 \d[\d,]*, tab1 \d[\d,]*, tab2 \d[\d,]*\)", out)
     assert "tab2 click AUC" in (tmp_path / "compare.txt").read_text()
+
+
+def test_referencing_a_block_stamped_per_scenario_names_its_copies():
+    text = BASE.replace("  tower:  {type: split_merge, for_each: task, input: x, units: [8]}",
+                        "  t:      {type: mlp, for_each: scenario, input: x, units: [4]}\n"
+                        "  tower:  {type: split_merge, for_each: task, input: t, units: [8]}")
+    err = str(_error(text))
+    assert "'t' is stamped per scenario; reference one copy: t.tab0, t.tab1, t.tab2, or 't.{scenario}'" in err
