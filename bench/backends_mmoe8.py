@@ -1,0 +1,150 @@
+"""MMoE-8 training throughput per Keras backend: the Composer blueprint against the same network
+hand-written in Keras with packed inputs, side by side, at several batch sizes.
+
+The blueprint is ``bench/mmoe8.yaml`` (census-shaped: 35 categorical fields x dim 8, 7
+numerics, 8 experts [256, 128], towers [64], 2 tasks). The hand-written model is what a careful
+engineer writes without Composer: one stacked embedding table with per-field offsets (one
+gather), all experts as one batched einsum per layer, softmax gates, towers; ``keras.ops`` only,
+so it runs on every backend. Both train with Adam on the same random data (the labels of
+``bench/mmoe_vs_funrec.py``). Each backend runs in its own subprocess (a Keras backend is fixed
+per process); within one, the two models alternate (ABBA...) at each batch size.
+
+    python bench/backends_mmoe8.py                                  # tensorflow and jax, 1024 and 8192
+    python bench/backends_mmoe8.py --backends jax --batch-sizes 1024,8192,32768
+
+This is the CPU version of issue 8's GPU benchmark (the GPU run needs a lent accelerator: JAX
+backend, carry the keras, namex and optree wheels). Prints numbers; asserts nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--backends", default="tensorflow,jax")
+    p.add_argument("--batch-sizes", default="1024,8192")
+    p.add_argument("--steps", type=int, default=6, help="training steps per timed repetition")
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--warmup-steps", type=int, default=2)
+    p.add_argument("--seed", type=int, default=2018)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def handwritten_mmoe(layout, tasks, experts, units, tower):
+    """Packed inputs, one gather, batched experts; plain Keras, no Composer layer."""
+    import keras
+    from keras import ops
+
+    (dim, names), = layout.categorical_by_dim.items()
+    sizes = [layout.vocab_sizes[n] for n in names]
+    offsets = ops.convert_to_tensor([sum(sizes[:i]) for i in range(len(sizes))], dtype="int32")
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__(name="handwritten_mmoe")
+            self.table = keras.layers.Embedding(sum(sizes), dim)
+            self.kernels, self.biases = [], []
+            self.gates = [keras.layers.Dense(experts, activation="softmax") for _ in tasks]
+            self.towers = [[keras.layers.Dense(w, activation="relu") for w in tower] + [keras.layers.Dense(1)]
+                           for _ in tasks]
+
+        def build(self, shapes):
+            d = len(names) * dim + shapes["numeric"][-1]
+            for i, w in enumerate(units):
+                self.kernels.append(self.add_weight(shape=(experts, d, w), initializer="glorot_uniform",
+                                                    name=f"kernel_{i}"))
+                self.biases.append(self.add_weight(shape=(experts, w), initializer="zeros", name=f"bias_{i}"))
+                d = w
+
+        def call(self, inputs):
+            ids = inputs[layout.input_name(dim)] + offsets
+            x = ops.concatenate([ops.reshape(self.table(ids), (-1, len(names) * dim)), inputs["numeric"]], -1)
+            h = ops.relu(ops.einsum("bi,kio->bko", x, self.kernels[0]) + self.biases[0])
+            for kernel, bias in zip(self.kernels[1:], self.biases[1:]):
+                h = ops.relu(ops.einsum("bki,kio->bko", h, kernel) + bias)
+            out = {}
+            for task, gate, layers in zip(tasks, self.gates, self.towers):
+                z = ops.einsum("bk,bko->bo", gate(x), h)
+                for layer in layers:
+                    z = layer(z)
+                out[task] = ops.sigmoid(z)
+            return out
+
+    return Net()
+
+
+def child(args):
+    import statistics
+
+    import keras
+    from tabulate import tabulate  # noqa: F401  (fail early, as the parent does)
+
+    sys.path.insert(0, str(HERE))
+    sys.path.insert(0, str(HERE.parent))
+    from _timing import Run, alternate, paired_ratio, warm_up
+    from composer.compiler import compile_graph
+    from mmoe_vs_funrec import composer_graph, mmoe_settings, synthetic
+
+    graph = composer_graph(str(HERE / "mmoe8.yaml"), None)
+    tasks, settings = graph.blueprint.task_names, mmoe_settings(graph)
+    results = []
+    for batch in [int(b) for b in args.batch_sizes.split(",")]:
+        n = args.steps * batch
+        packed, _, labels = synthetic(graph.layout, tasks, n, args.seed)
+        keras.utils.set_random_seed(args.seed)
+        ours = compile_graph(graph)
+        keras.utils.set_random_seed(args.seed)
+        theirs = handwritten_mmoe(graph.layout, tasks, **settings)
+        theirs(keras.tree.map_structure(lambda a: a[:2], packed))
+        for model in (ours, theirs):
+            model.compile(optimizer="adam", loss={t: "binary_crossentropy" for t in tasks})
+        runs = [Run("composer", ours, packed, labels, n), Run("hand-written", theirs, packed, labels, n)]
+        warm_up(runs, args.warmup_steps, batch)
+        alternate(runs, args.reps, batch)
+        results.append({"backend": keras.backend.backend(), "batch": batch,
+                        "composer": statistics.median(runs[0].rates),
+                        "handwritten": statistics.median(runs[1].rates),
+                        "ratio": paired_ratio(runs[0], runs[1]),
+                        "params": [ours.count_params(), theirs.count_params()]})
+    print("RESULT " + json.dumps(results))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.child:
+        return child(args)
+    from tabulate import tabulate
+
+    rows = []
+    for backend in args.backends.split(","):
+        env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        cmd = [sys.executable, __file__, "--child", "--batch-sizes", args.batch_sizes, "--steps",
+               str(args.steps), "--reps", str(args.reps), "--warmup-steps", str(args.warmup_steps),
+               "--seed", str(args.seed)]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+        if proc.returncode or not lines:
+            rows.append([backend, "-", "failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1][:80],
+                         "", "", ""])
+            continue
+        for r in json.loads(lines[-1][7:]):
+            same = "same" if r["params"][0] == r["params"][1] else f"DIFFERENT {r['params']}"
+            rows.append([backend, r["batch"], f"{r['composer'] / 1e3:.1f}k", f"{r['handwritten'] / 1e3:.1f}k",
+                         f"{r['ratio']:.2f}x", same])
+    print(f"MMoE-8 (bench/mmoe8.yaml), Adam, {args.steps} steps x {args.reps} repetitions per model "
+          f"after {args.warmup_steps} warm-up steps; CPU, {os.cpu_count()} cores")
+    print(tabulate(rows, headers=["backend", "batch", "composer ex/s", "hand-written ex/s",
+                                  "composer / hand-written (paired)", "params"], disable_numparse=True))
+
+
+if __name__ == "__main__":
+    main()
