@@ -7,6 +7,7 @@ tests/blocks/test_dynamic.py under pytest's default (rootdir-less) module naming
 import keras
 import numpy as np
 import pytest
+from layer_helpers import randomise_biases
 from backend_grad import gradients
 from keras import ops
 
@@ -50,12 +51,6 @@ def _seed():
     keras.utils.set_random_seed(1234)
 
 
-def _randomise_biases(layer, seed=3):
-    """Biases start at zero (or at a fixed pattern); random ones make the reference check them."""
-    rng = np.random.default_rng(seed)
-    for v in layer.weights:
-        if v.path.rsplit("/", 1)[-1].startswith("bias"):
-            v.assign(rng.normal(scale=0.5, size=v.shape).astype("float32"))
 
 
 def _gate_reference(w, prefix, x, gamma):
@@ -69,7 +64,7 @@ def test_gate_nu_matches_numpy_over_concatenated_inputs(gamma):
     a, b = _inputs((5, 3)), _inputs((5, 4), seed=1)
     layer = GateNU(6, hidden=7, gamma=gamma)
     layer([a, b])
-    _randomise_biases(layer)
+    randomise_biases(layer)
     out = _np(layer([a, b]))
     assert out.shape == (5, 6)
     np.testing.assert_allclose(out, _gate_reference(_weights(layer), "", np.concatenate([a, b], 1), gamma), **TOL)
@@ -93,7 +88,7 @@ def test_epnet_matches_numpy():
     domain, emb = _inputs((6, 4)), _inputs((6, 10), seed=1)
     layer = EPNet(hidden=5)
     layer([domain, emb])
-    _randomise_biases(layer)
+    randomise_biases(layer)
     out = _np(layer([domain, emb]))
     assert out.shape == (6, 10)
     np.testing.assert_allclose(out, _epnet_delta(layer, domain, emb) * emb, **TOL)
@@ -104,7 +99,7 @@ def test_epnet_gate_gives_no_gradient_to_the_embedding():
     domain, emb = _inputs((6, 4)), _inputs((6, 10), seed=1)
     layer = EPNet()
     layer([domain, emb])
-    _randomise_biases(layer)
+    randomise_biases(layer)
     cotangent = _inputs((6, 10), seed=2)
     (grad,) = gradients(lambda e: ops.sum(layer([domain, e]) * cotangent), [emb])
     delta = _epnet_delta(layer, domain, emb)
@@ -143,7 +138,7 @@ def test_ppnet_tower_matches_numpy(activation):
     persona, x = _inputs((5, 6)), _inputs((5, 9), seed=1)
     layer = PPNetTower([8, 4], gate_hidden=3, activation=activation)
     layer([persona, x])
-    _randomise_biases(layer)
+    randomise_biases(layer)
     out = _np(layer([persona, x]))
     assert out.shape == (5, 1)
     np.testing.assert_allclose(out, _ppnet_reference(layer, persona, x)[0], **TOL)
@@ -154,7 +149,7 @@ def test_ppnet_gates_give_no_gradient_to_the_tower_input():
     persona, x = _inputs((5, 6)), _inputs((5, 9), seed=1)
     layer = PPNetTower([8, 4])
     layer([persona, x])
-    _randomise_biases(layer)
+    randomise_biases(layer)
     (grad,) = gradients(lambda x: ops.sum(layer([persona, x])), [x])
     _, deltas = _ppnet_reference(layer, persona, x)
     # the same tower with every gate frozen to its value: the input's gradient must not change
@@ -208,7 +203,7 @@ def test_apg_decomposed_equals_materialised_per_sample_weights(self_condition, o
                 generator_hidden=generator_hidden, activation="tanh")
     args = x if self_condition else [x, z]
     layer(args)
-    _randomise_biases(layer)
+    randomise_biases(layer)
     out = _np(layer(args))
     assert out.shape == (6, 3)
     np.testing.assert_allclose(out, _apg_reference(layer, x, z), **TOL)
@@ -269,7 +264,7 @@ def test_meta_attention_matches_numpy():
     experts, scenario = _inputs((5, 3, 6)), _inputs((5, 4), seed=1)
     layer = MetaAttention(task_dim=2, units=[5])
     layer([experts, scenario])
-    _randomise_biases(layer)
+    randomise_biases(layer)
     out = _np(layer([experts, scenario]))
     w = _weights(layer)
     task = np.broadcast_to(w["task_embedding"], (5, 3, 2))
@@ -283,7 +278,7 @@ def test_meta_tower_matches_numpy():
     x, scenario = _inputs((5, 6)), _inputs((5, 4), seed=1)
     layer = MetaTower(layers=2)
     layer([x, scenario])
-    _randomise_biases(layer)
+    randomise_biases(layer)
     out = _np(layer([x, scenario]))
     h = x
     for meta in layer._metas:
@@ -313,7 +308,7 @@ def test_config_roundtrip_and_safe_reload(case, tmp_path):
     layer = make()
     arg = xs if many else xs[0]
     layer(arg)
-    _randomise_biases(layer)
+    randomise_biases(layer)
     config = layer.get_config()
     clone = type(layer).from_config(config)
     assert clone.get_config() == config

@@ -9,6 +9,7 @@ import math
 import keras
 import numpy as np
 import pytest
+from layer_helpers import randomise_biases
 
 from composer.layers.experts import ExpertPool, Gate, Mixture
 
@@ -76,12 +77,6 @@ def _seed():
     keras.utils.set_random_seed(1234)
 
 
-def _randomise_biases(layer, seed=3):
-    """Biases start at zero; non-zero ones make the reference check the bias broadcast too."""
-    rng = np.random.default_rng(seed)
-    for v in layer.weights:
-        if v.path.endswith("bias") or v.path.rsplit("/", 1)[-1].startswith("bias"):
-            v.assign(rng.normal(scale=0.5, size=v.shape).astype("float32"))
 
 
 # -- ExpertPool ------------------------------------------------------------------------------
@@ -92,7 +87,7 @@ def test_expert_pool_matches_numpy(implementation, units, activation):
     layer = ExpertPool(3, units, activation=activation, implementation=implementation)
     x = _inputs((4, 5))
     layer.build(x.shape)
-    _randomise_biases(layer)
+    randomise_biases(layer)
     out = keras.ops.convert_to_numpy(layer(x))
     assert out.shape == (4, 3, units[-1])
     assert layer.compute_output_shape((None, 5)) == (None, 3, units[-1])
@@ -116,7 +111,7 @@ def test_expert_pool_lowerings_agree_on_same_weights(implementation):
     b = ExpertPool(3, [6, 4], implementation="stacks" if implementation == "einsum" else "einsum")
     a.build(x.shape)
     b.build(x.shape)
-    _randomise_biases(a)
+    randomise_biases(a)
     for i, (kernels, biases) in enumerate(_expert_params(a)):
         if b.implementation == "einsum":
             b.kernels[i].assign(kernels)
@@ -160,7 +155,7 @@ def test_gate_matches_numpy_softmax(hidden, temperature):
     layer = Gate(4, hidden=hidden, temperature=temperature)
     x = _inputs((5, 3))
     layer.build(x.shape)
-    _randomise_biases(layer)
+    randomise_biases(layer)
     out = keras.ops.convert_to_numpy(layer(x))
     assert out.shape == (5, 4)
     assert layer.compute_output_shape((None, 3)) == (None, 4)
@@ -227,7 +222,7 @@ def test_config_roundtrip_and_reload(make, tmp_path):
     x = _inputs((4, 5))
     layer = make()
     layer.build(x.shape)
-    _randomise_biases(layer)
+    randomise_biases(layer)
     _roundtrip_config(layer, x)
     inp = keras.Input(shape=(5,))
     model = keras.Model(inp, layer(inp))
