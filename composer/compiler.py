@@ -40,10 +40,8 @@ class BuildContext(Context):
         return node.replace("/", ".")
 
     def scenario(self):
-        """(B, 1) int32 scenario ids of the batch (0..S-1)."""
-        if "scenario" not in self.inputs:
-            raise BlueprintError("this block routes by scenario but the blueprint declares none",
-                                 hint="add scenarios: from_data (or {feature: ..., values: [...]})")
+        """(B, 1) int32 scenario ids of the batch (0..S-1); shape rules already checked, with
+        ``scenario_count``, that the blueprint declares scenarios."""
         return self.inputs["scenario"]
 
     def numeric(self):

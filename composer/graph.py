@@ -41,10 +41,10 @@ class Context:
 
         return expression_position(self.doc, ("blocks", self.source, fname))
 
-    def scenario_count(self) -> int:
+    def scenario_count(self, what: str = "this block") -> int:
         """S, for blocks that route by scenario; a clear error when none are declared."""
         if self.blueprint.scenarios is None:
-            raise ShapeError("this block routes by scenario but the blueprint declares no scenarios",
+            raise ShapeError(f"{what} routes by scenario but the blueprint declares no scenarios",
                              hint="add scenarios: from_data (or {feature: COLUMN, values: [...]})")
         return len(self.blueprint.scenarios.ids)
 

@@ -28,7 +28,7 @@ class FeatureLayout:
                 layout.vocab_sizes[f.name] = (vocab_sizes or {}).get(f.name, f.vocab_size)
             else:
                 layout.numeric.append(f.name)
-        if bp.scenarios is not None and not isinstance(bp.scenarios, str):
+        if bp.scenarios is not None:
             layout.scenario, layout.scenario_values = bp.scenarios.feature, bp.scenarios.ids
         return layout
 

@@ -256,11 +256,8 @@ class Hmoe(_ScenarioBlock):
     paper = HmoeFusion.paper
 
     def expand(self, name, ctx):
-        try:
-            scenarios = ctx.blueprint.scenarios.names
-        except AttributeError:
-            raise ShapeError("hmoe routes by scenario but the blueprint declares no scenarios",
-                             hint="add scenarios: from_data (or {feature: COLUMN, values: [...]})") from None
+        ctx.scenario_count("hmoe")
+        scenarios = ctx.blueprint.scenarios.names
         blocks = {f"{name}/experts": ExpertPool(input=self.input, experts=self.experts, units=self.units,
                                                 activation=self.activation)}
         mixes = {}

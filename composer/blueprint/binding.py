@@ -45,7 +45,7 @@ def bind(bp, doc, spec=None):
     names = [f.name for f in features]
     wildcards = {"*": names, "*categorical": [f.name for f in features if f.kind == "categorical"],
                  "*numeric": [f.name for f in features if f.kind == "numeric"],
-                 "*scenario": [scenarios.feature] if scenarios is not None and not isinstance(scenarios, str) else []}
+                 "*scenario": [scenarios.feature] if scenarios is not None else []}
     for g, members in bp.groups.items():
         for i, m in enumerate(members):
             if m in wildcards and not wildcards[m]:

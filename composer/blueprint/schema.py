@@ -171,7 +171,8 @@ FROM_DATA = "from_data"
 # scenario feature. They keep a blueprint independent of one dataset's column names.
 GROUP_WILDCARDS = ("*", "*categorical", "*numeric", "*scenario")
 GroupMember = Annotated[str, StringConstraints(
-    pattern=r"^([A-Za-z_][A-Za-z0-9_]*|\*|\*categorical|\*numeric|\*scenario)$", max_length=64)]
+    pattern=r"^([A-Za-z_][A-Za-z0-9_]*|" + "|".join(w.replace("*", r"\*") for w in GROUP_WILDCARDS) + ")$",
+    max_length=64)]
 
 
 class BlueprintBase(Strict):

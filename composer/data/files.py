@@ -171,7 +171,8 @@ def _spec(m: DataFile, file: str) -> DataSpec:
     name = m.name or Path(file).name.rsplit(".", 1)[0]
     return DataSpec(name=name, categorical=tuple(m.categorical), numeric=tuple(m.numeric), labels=dict(m.labels),
                     scenario=m.scenario, group=m.group,
-                    scenario_values=tuple(m.scenario_values) if m.scenario_values else None, description=m.description or f"Data from {m.source}.")
+                    scenario_values=tuple(m.scenario_values) if m.scenario_values else None,
+                    description=m.description or f"Data from {m.source}.")
 
 
 def load(file: str, rows: int | None = None) -> Dataset:
