@@ -1,5 +1,6 @@
 """MMoE-8 training throughput per Keras backend: the Composer blueprint against the same network
-hand-written in Keras with packed inputs, side by side, at several batch sizes.
+hand-written in Keras with packed inputs, side by side, at several batch sizes; under the torch
+backend also against PyTorch models (``bench/torch_mmoe8.py``).
 
 The blueprint is ``bench/mmoe8.yaml`` (census-shaped: 35 categorical fields x dim 8, 7
 numerics, 8 experts [256, 128], towers [64], 2 tasks). The hand-written model is what a careful
@@ -7,9 +8,14 @@ engineer writes without Composer: one stacked embedding table with per-field off
 gather), all experts as one batched einsum per layer, softmax gates, towers; ``keras.ops`` only,
 so it runs on every backend. Both train with Adam on the same random data (the labels of
 ``bench/mmoe_vs_funrec.py``). Each backend runs in its own subprocess (a Keras backend is fixed
-per process); within one, the two models alternate (ABBA...) at each batch size.
+per process); within one, the models alternate (ABBA...) at each batch size. In the ``torch``
+subprocess three PyTorch contenders join them, trained by a plain PyTorch loop on the same data:
+the network hand-written in PyTorch, eager and under ``torch.compile``, and torch-rechub's
+``MMOE`` (a row "not installed" when it cannot be imported). Every ratio is against the
+hand-written Keras model of the same subprocess.
 
     python bench/backends_mmoe8.py                                  # tensorflow and jax, 1024 and 8192
+    python bench/backends_mmoe8.py --backends torch                 # Keras on torch + PyTorch models
     python bench/backends_mmoe8.py --backends jax --batch-sizes 1024,8192,32768
 
 This is the CPU version of issue 8's GPU benchmark (the GPU run needs a lent accelerator: JAX
@@ -22,19 +28,25 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+DEFAULT_STEPS = {"torch": 3}  # five contenders share the torch run, and Keras on torch is slow on CPU
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backends", default="tensorflow,jax")
     p.add_argument("--batch-sizes", default="1024,8192")
-    p.add_argument("--steps", type=int, default=6, help="training steps per timed repetition")
+    p.add_argument("--steps", type=int, default=None,
+                   help="training steps per timed repetition (default 6; 3 under torch, where five "
+                        "models share the run)")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--warmup-steps", type=int, default=2)
     p.add_argument("--seed", type=int, default=2018)
+    p.add_argument("--no-torch-models", action="store_true",
+                   help="under the torch backend, leave out the PyTorch models of torch_mmoe8.py")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -83,6 +95,7 @@ def handwritten_mmoe(layout, tasks, experts, units, tower):
 
 
 def child(args):
+    """One backend's run: every contender at every batch size; prints one RESULT line (JSON)."""
     import statistics
 
     import keras
@@ -90,12 +103,28 @@ def child(args):
 
     sys.path.insert(0, str(HERE))
     sys.path.insert(0, str(HERE.parent))
-    from _timing import Run, alternate, paired_ratio, warm_up
+    from _timing import Run, fit_once, paired_ratio, param_counts
     from composer.compiler import compile_graph
     from mmoe_vs_funrec import composer_graph, mmoe_settings, synthetic
 
     graph = composer_graph(str(HERE / "mmoe8.yaml"), None)
     tasks, settings = graph.blueprint.task_names, mmoe_settings(graph)
+    lr = graph.blueprint.training.learning_rate
+    with_torch = keras.backend.backend() == "torch" and not args.no_torch_models
+
+    def warm(run, batch):
+        if isinstance(run, Run):  # one untimed fit: traces the train function
+            head = lambda a: a[:args.warmup_steps * batch]  # noqa: E731
+            fit_once(run.model, keras.tree.map_structure(head, run.x),
+                     keras.tree.map_structure(head, run.y), batch)
+        else:
+            run.warm_up(args.warmup_steps, batch)
+
+    def epoch(run, batch):
+        if isinstance(run, Run):
+            return fit_once(run.model, run.x, run.y, batch)
+        return run.epoch(batch)
+
     results = []
     for batch in [int(b) for b in args.batch_sizes.split(",")]:
         n = args.steps * batch
@@ -106,15 +135,34 @@ def child(args):
         theirs = handwritten_mmoe(graph.layout, tasks, **settings)
         theirs(keras.tree.map_structure(lambda a: a[:2], packed))
         for model in (ours, theirs):
-            model.compile(optimizer="adam", loss={t: "binary_crossentropy" for t in tasks})
-        runs = [Run("composer", ours, packed, labels, n), Run("hand-written", theirs, packed, labels, n)]
-        warm_up(runs, args.warmup_steps, batch)
-        alternate(runs, args.reps, batch)
-        results.append({"backend": keras.backend.backend(), "batch": batch,
-                        "composer": statistics.median(runs[0].rates),
-                        "handwritten": statistics.median(runs[1].rates),
-                        "ratio": paired_ratio(runs[0], runs[1]),
-                        "params": [ours.count_params(), theirs.count_params()]})
+            model.compile(optimizer=keras.optimizers.Adam(lr),
+                          loss={t: "binary_crossentropy" for t in tasks})
+        runs = [Run("composer", ours, packed, labels, n),
+                Run("Keras hand-written", theirs, packed, labels, n)]
+        params = {run.name: param_counts(run.model)[0] for run in runs}
+        missing = {}
+        if with_torch:
+            from torch_mmoe8 import torch_runs
+
+            more, missing = torch_runs(graph.layout, tasks, settings, packed, labels, n, args.seed)
+            runs += more
+            params.update({run.name: run.params for run in more})
+        warmup = {}
+        for run in runs:
+            start = time.perf_counter()
+            warm(run, batch)
+            warmup[run.name] = time.perf_counter() - start
+        for rep in range(args.reps):  # all contenders in turn, the order flipped every repetition
+            for run in (runs if rep % 2 == 0 else runs[::-1]):
+                seconds, loss = epoch(run, batch)
+                run.seconds.append(seconds)
+                run.losses.append(loss)
+        results.append({"backend": keras.backend.backend(), "batch": batch, "missing": missing,
+                        "models": [{"name": run.name, "rates": run.rates, "loss": run.losses[-1],
+                                    "median": statistics.median(run.rates),
+                                    "ratio": paired_ratio(run, runs[1]), "params": params[run.name],
+                                    "warmup": warmup[run.name]}
+                                   for run in runs]})
     print("RESULT " + json.dumps(results))
 
 
@@ -124,26 +172,39 @@ def main(argv=None):
         return child(args)
     from tabulate import tabulate
 
-    rows = []
+    def k(rate):
+        return f"{rate / 1e6:.2f}M" if rate >= 1e6 else f"{rate / 1e3:.1f}k"
+
+    rows, steps_of = [], {}
     for backend in args.backends.split(","):
+        steps = steps_of[backend] = args.steps or DEFAULT_STEPS.get(backend, 6)
         env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
         cmd = [sys.executable, __file__, "--child", "--batch-sizes", args.batch_sizes, "--steps",
-               str(args.steps), "--reps", str(args.reps), "--warmup-steps", str(args.warmup_steps),
-               "--seed", str(args.seed)]
+               str(steps), "--reps", str(args.reps), "--warmup-steps", str(args.warmup_steps),
+               "--seed", str(args.seed)] + (["--no-torch-models"] if args.no_torch_models else [])
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
         if proc.returncode or not lines:
-            rows.append([backend, "-", "failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1][:80],
-                         "", "", ""])
+            why = (proc.stderr.strip().splitlines() or ["?"])[-1][:100]
+            rows.append([backend, "-", "failed: " + why, "", "", "", "", "", ""])
             continue
         for r in json.loads(lines[-1][7:]):
-            same = "same" if r["params"][0] == r["params"][1] else f"DIFFERENT {r['params']}"
-            rows.append([backend, r["batch"], f"{r['composer'] / 1e3:.1f}k", f"{r['handwritten'] / 1e3:.1f}k",
-                         f"{r['ratio']:.2f}x", same])
-    print(f"MMoE-8 (bench/mmoe8.yaml), Adam, {args.steps} steps x {args.reps} repetitions per model "
-          f"after {args.warmup_steps} warm-up steps; CPU, {os.cpu_count()} cores")
-    print(tabulate(rows, headers=["backend", "batch", "composer ex/s", "hand-written ex/s",
-                                  "composer / hand-written (paired)", "params"], disable_numparse=True))
+            reference = r["models"][1]["params"]  # the hand-written Keras model
+            for m in r["models"]:
+                params = f"{m['params']:,}" + ("" if m["params"] == reference else " (differs)")
+                rows.append([backend, r["batch"], m["name"], k(m["median"]),
+                             f"{k(min(m['rates']))}..{k(max(m['rates']))}", f"{m['ratio']:.2f}x",
+                             params, f"{m['loss']:.4f}", f"{m['warmup']:.1f}"])
+            for name, why in r["missing"].items():
+                rows.append([backend, r["batch"], name, "not installed", why[:100], "", "", "", ""])
+    steps = ", ".join(f"{b} {n}" for b, n in steps_of.items())
+    print(f"MMoE-8 (bench/mmoe8.yaml), Adam; steps per repetition: {steps}; {args.reps} repetitions "
+          f"per model after {args.warmup_steps} warm-up steps; CPU, {os.cpu_count()} cores")
+    print(tabulate(rows, headers=["backend", "batch", "model", "median ex/s", "min..max",
+                                  "vs hand-written Keras (paired)", "trainable params", "last loss",
+                                  "warm-up s"],
+                   colalign=("left", "right", "left", *["right"] * 6),
+                   disable_numparse=True))
 
 
 if __name__ == "__main__":

@@ -157,7 +157,9 @@ def _print_report(rep, title):
 def _overrides(args) -> dict:
     """Command-line overrides of the blueprint's training section."""
     names = {"epochs": "epochs", "batch_size": "batch_size", "learning_rate": "learning_rate",
-             "seed": "seed", "monitor": "monitor", "patience": "patience"}
+             "seed": "seed", "monitor": "monitor", "patience": "patience", "precision": "precision",
+             "distribution": "distribution",
+             "stream": "stream", "chunk_rows": "chunk_rows", "shuffle_buffer": "shuffle_buffer"}
     return {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg, None) is not None}
 
 
@@ -176,16 +178,34 @@ def _add_training_overrides(s):
     s.add_argument("--seed", type=int, help="override training.seed")
     s.add_argument("--monitor", help="override training.monitor (auc, auc_<task>, loss)")
     s.add_argument("--patience", type=int, help="override training.patience")
+    s.add_argument("--precision", help="override training.precision (float32, mixed_bfloat16)")
+    s.add_argument("--distribution", help="override training.distribution (none, mirrored, data_parallel)")
+    s.add_argument("--stream", action="store_true", default=None,
+                   help="read the data file in chunks (data larger than memory; training.stream)")
+    s.add_argument("--chunk-rows", type=int, help="override training.chunk_rows (streaming)")
+    s.add_argument("--shuffle-buffer", type=int, help="override training.shuffle_buffer (streaming)")
 
 
 def cmd_train(args) -> int:
+    from .distributed import Cluster
+
+    if args.workers is not None:
+        from .launch import launch_local
+
+        return launch_local(args.workers, _worker_argv(args.argv), distribution=args.distribution,
+                            cluster_flags=[args.coordinator, args.num_processes, args.process_id])
+    cluster = Cluster.from_env(args.coordinator, args.num_processes, args.process_id)
     _quiet_tf()
     from . import training
 
-    exp = training.prepare(args.file, data=args.data, rows=args.rows, training=_overrides(args))
+    exp = training.prepare(args.file, data=args.data, rows=args.rows, training=_overrides(args), cluster=cluster)
+    if not cluster.is_chief:  # only process 0 reports and writes the run folder
+        return _train_worker(exp, cluster)
     counts = exp.dataset.counts()
     print(f"data {exp.data_name}: train {counts['train']:,} · valid {counts['valid']:,} · "
           f"test {counts['test']:,} rows; tasks {', '.join(exp.tasks)}; model {exp.model.count_params():,} params")
+    if exp.bp.training.distribution != "none":
+        print(f"distribution: {exp.parallel.describe(exp.bp.training.batch_size)}")
     history = training.fit(exp, verbose=args.verbose)
     t = exp.timings
     best = max(history.history.get("val_auc", [float("nan")]))
@@ -195,7 +215,42 @@ def cmd_train(args) -> int:
     out = training.save_run(exp, args.out or training.default_run_dir(exp.bp.name, exp.data_name), history, rep)
     _print_report(rep, f"test split ({counts['test']:,} rows), exact metrics")
     print(f"\nrun saved to {out}")
+    if cluster.multi_process:
+        _worker_done(exp, cluster, history)
     return 0
+
+
+def _train_worker(exp, cluster) -> int:
+    from . import training
+
+    history = training.fit(exp, verbose=0)
+    _worker_done(exp, cluster, history)
+    return 0
+
+
+def _worker_done(exp, cluster, history):
+    """One line per process, read by composer.launch to check that every process ended alike;
+    then every process waits for the others (process 0 writes the run folder first)."""
+    from .distributed import WORKER_LINE, barrier, weights_checksum
+
+    loss = history.history["loss"][-1]
+    print(WORKER_LINE.format(id=cluster.process_id, n=cluster.num_processes, loss=loss,
+                             checksum=weights_checksum(exp.model)), flush=True)
+    barrier(cluster, "composer train done")
+
+
+def _worker_argv(argv: list[str]) -> list[str]:
+    """The command line each worker runs: this one without --workers N."""
+    out, skip = [], False
+    for arg in argv:
+        flag = arg.split("=", 1)[0]
+        if skip:
+            skip = False
+        elif len(flag) >= 3 and "--workers".startswith(flag):  # argparse takes --work for --workers
+            skip = "=" not in arg
+        else:
+            out.append(arg)
+    return out
 
 
 def cmd_evaluate(args) -> int:
@@ -274,7 +329,7 @@ def cmd_export(args) -> int:
         print(f"wrote {keras_path}")
     saved = export_saved_model(exp, os.path.join(out, "saved_model"))
     # check both artefacts against the trained model on test rows
-    rows = exp.dataset.part("test").frame.head(2048)
+    rows = exp.dataset.head("test", 2048)
     x = exp.pre.pack(rows, exp.graph.layout)
     expected = exp.model.predict(x, verbose=0)
     reloaded = load_model(keras_path).predict(x, verbose=0)
@@ -327,6 +382,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="run folder (default runs/NAME-DATA-TIME)")
     s.add_argument("--verbose", type=int, default=2 if not sys.stdout.isatty() else 1,
                    help="Keras progress: 0 silent, 1 bar, 2 one line per epoch")
+    g = s.add_argument_group("several processes (distribution: data_parallel, KERAS_BACKEND=jax; "
+                             "docs/distributed.md)")
+    g.add_argument("--workers", type=int, help="start N worker processes on this machine "
+                   "(127.0.0.1, a free port), wait for them and report")
+    g.add_argument("--coordinator", help="HOST:PORT of process 0 (or KERAS_DISTRIBUTION_JOB_ADDRESSES)")
+    g.add_argument("--num-processes", type=int, help="processes in the run (or KERAS_DISTRIBUTION_NUM_PROCESSES)")
+    g.add_argument("--process-id", type=int, help="this process, 0..N-1; 0 writes the run folder "
+                   "(or KERAS_DISTRIBUTION_PROCESS_ID)")
     s.set_defaults(func=cmd_train)
     s = sub.add_parser("evaluate", help="exact AUC/GAUC per task and per scenario for a run folder")
     s.add_argument("run", metavar="RUN_DIR")
@@ -353,6 +416,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except BlueprintError as exc:

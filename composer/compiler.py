@@ -5,6 +5,7 @@ probabilities named after the tasks.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 from .blueprint.errors import BlueprintError
@@ -22,7 +23,7 @@ class BuildContext(Context):
 
     def layer_name(self, suffix: str | None = None) -> str:
         base = self.layer_name_of(self.node)
-        return f"{base}.{suffix}" if suffix else base
+        return f"{base}-{suffix}" if suffix else base
 
     def embedded(self, dim: int):
         """(B, F_dim, dim) embeddings of every `dim`-wide field: one table, one gather."""
@@ -37,7 +38,9 @@ class BuildContext(Context):
 
     @staticmethod
     def layer_name_of(node: str) -> str:
-        return node.replace("/", ".")
+        # Keras refuses "/" in a layer name and PyTorch "." in a parameter name (the torch
+        # backend registers each variable under its path); "-" never occurs in a block id
+        return node.replace("/", "-").replace(".", "-")
 
     def scenario(self):
         """(B, 1) int32 scenario ids of the batch (0..S-1); shape rules already checked, with
@@ -51,13 +54,29 @@ class BuildContext(Context):
 
             n = len(self.layout.numeric)
             mean, var = self.numeric_stats or ([0.0] * n, [1.0] * n)
-            self._numeric = keras.layers.Normalization(mean=mean, variance=var, name="numeric_norm")(
-                self.inputs["numeric"])
+            # float32 under mixed precision too: x - mean on raw values needs more than
+            # bfloat16's 8 significant bits (the year 1995 is 1992 in bfloat16)
+            self._numeric = keras.layers.Normalization(mean=mean, variance=var, name="numeric_norm",
+                                                       dtype="float32")(self.inputs["numeric"])
         return self._numeric
 
 
+@contextmanager
+def dtype_policy(name: str):
+    """Keras layers created inside use the dtype policy ``name`` (``float32``,
+    ``mixed_bfloat16``); the global policy is restored on exit."""
+    import keras
+
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
+
+
 def compile_graph(graph: BlockGraph, numeric_stats=None):
-    """Build the keras.Model for a validated graph."""
+    """Build the keras.Model for a validated graph, under its ``training.precision``."""
     import keras
 
     from . import layers  # noqa: F401  (registers the layers)
@@ -73,18 +92,23 @@ def compile_graph(graph: BlockGraph, numeric_stats=None):
               for name, (shape, dtype) in graph.layout.inputs().items()}
     ctx = BuildContext(graph.blueprint, graph.layout, inputs=inputs, numeric_stats=numeric_stats)
     tensors = {}
-    for nid in graph.order:
-        node = graph.nodes[nid]
-        ctx.node, ctx.source = nid, node.source
-        ctx.input_outs = map_inputs(graph.inputs[nid], lambda t: graph.nodes[t].out)
-        tensors[nid] = node.block.build(map_inputs(graph.inputs[nid], tensors.__getitem__), ctx)
+    # under mixed precision the output blocks stay float32: bfloat16 logits (8 significant bits)
+    # would tie scores in the AUC, and the losses and metrics read them
+    heads = set(graph.outputs.values())
+    with dtype_policy(graph.blueprint.training.precision):
+        for nid in graph.order:
+            node = graph.nodes[nid]
+            ctx.node, ctx.source = nid, node.source
+            ctx.input_outs = map_inputs(graph.inputs[nid], lambda t: graph.nodes[t].out)
+            with dtype_policy("float32") if nid in heads else nullcontext():
+                tensors[nid] = node.block.build(map_inputs(graph.inputs[nid], tensors.__getitem__), ctx)
     outputs = {}
     for task, nid in graph.outputs.items():
         out = tensors[nid]
         if graph.nodes[nid].out.kind == "logit":
-            out = keras.layers.Activation("sigmoid", name=task)(out)
+            out = keras.layers.Activation("sigmoid", name=task, dtype="float32")(out)
         elif ctx.layer_name_of(nid) != task:  # outputs are named after their tasks
-            out = keras.layers.Identity(name=task)(out)
+            out = keras.layers.Identity(name=task, dtype="float32")(out)
         outputs[task] = out
     return keras.Model(inputs=inputs, outputs=outputs, name=graph.blueprint.name)
 

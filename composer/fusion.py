@@ -3,10 +3,10 @@
 ``PlanTrainer`` wraps the compiled (functional) model for training only; the saved and served
 artefact stays the plain functional model. Loss-only strategies (fixed, uncertainty) live in
 ``compute_loss``, which every Keras backend runs; gradient strategies (GradNorm, PE-LTR) need
-per-task gradients, so they have their own ``train_step`` (TensorFlow backend; under another
-backend ``PlanTrainer`` refuses them with a BlueprintError before training starts).
-Per-task raw losses and the task weights are logged every epoch (``loss_<task>``,
-``weight_<task>``).
+per-task gradients, so they have their own ``train_step``: TensorFlow's below, JAX's in
+composer/fusion_jax.py (the same math); under another backend ``PlanTrainer`` refuses them with a
+BlueprintError before training starts. Per-task raw losses and the task weights are logged every
+epoch (``loss_<task>``, ``weight_<task>``).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from keras import ops
 from .fusion_math import pareto_weights
 
 GRADIENT_STRATEGIES = ("gradnorm", "pareto")
-GRADIENT_BACKENDS = ("tensorflow",)  # backends with a per-task gradient train_step below
+GRADIENT_BACKENDS = ("tensorflow", "jax")  # backends with a per-task gradient train_step
 _STRATEGY_NAMES = {"gradnorm": "GradNorm", "pareto": "PE-LTR (pareto)"}
 
 
@@ -28,9 +28,9 @@ def check_backend(fusion: str) -> None:
         from .blueprint.errors import BlueprintError
 
         raise BlueprintError(
-            f"{_STRATEGY_NAMES[fusion]} fusion needs KERAS_BACKEND=tensorflow (now '{backend}'), "
-            f"the only backend with its per-task gradient step; fixed and uncertainty fusion run "
-            f"on every backend", key="loss.fusion")
+            f"{_STRATEGY_NAMES[fusion]} fusion needs KERAS_BACKEND=tensorflow or jax (now "
+            f"'{backend}'), the backends with its per-task gradient step; fixed and uncertainty "
+            f"fusion run on every backend", key="loss.fusion")
 
 
 class PlanTrainer(keras.Model):
@@ -54,7 +54,6 @@ class PlanTrainer(keras.Model):
         if self.fusion == "gradnorm":
             self.initial_losses = self.add_weight(name="initial_losses", shape=(n,), trainable=False,
                                                   initializer="zeros")
-            self.gradnorm_optimizer = keras.optimizers.Adam(plan.params.get("learning_rate", 0.025))
         self.step_counter = self.add_weight(name="step", shape=(), dtype="int32", trainable=False,
                                             initializer="zeros")
         self.trackers = {"loss": keras.metrics.Mean(name="loss")}
@@ -111,12 +110,16 @@ class PlanTrainer(keras.Model):
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         return self.get_metrics_result()
 
-    # -- gradient strategies (TensorFlow) ------------------------------------------------
+    # -- gradient strategies ----------------------------------------------------------------
     def train_step(self, *args):
         # TensorFlow and torch call train_step(data); JAX calls train_step(state, data)
         if self.fusion not in GRADIENT_STRATEGIES:
             return super().train_step(*args)
         check_backend(self.fusion)
+        if keras.backend.backend() == "jax":
+            from .fusion_jax import train_step
+
+            return train_step(self, *args)
         import tensorflow as tf
 
         (data,) = args
@@ -184,4 +187,4 @@ class PlanTrainer(keras.Model):
         return tf.constant(0.0)
 
     def task_weight_values(self) -> dict[str, float]:
-        return {t: float(v) for t, v in zip(self.tasks, np.asarray(self.weights_now()))}
+        return {t: float(v) for t, v in zip(self.tasks, ops.convert_to_numpy(self.weights_now()))}

@@ -34,6 +34,7 @@ class Experiment:
     timings: dict = field(default_factory=dict)
     trainer: object = None
     task_weights: dict = field(default_factory=dict)
+    parallel: object = None  # composer.distributed.Parallel; None: one device
 
     @property
     def tasks(self):
@@ -57,7 +58,10 @@ class Experiment:
     def arrays(self, part: str):
         """Packed inputs, labels and per-task sample weights (0 where a label is missing or
         outside the task's ``where``)."""
-        rows = self.dataset.part(part).frame
+        return self.arrays_of(self.dataset.part(part).frame)
+
+    def arrays_of(self, rows):
+        """``arrays`` for some rows of the dataset (a streamed chunk)."""
         x = self.pre.pack(rows, self.graph.layout)
         labels, masks = self.labels(rows)
         y = {t: np.where(labels[t] < 0, 0, labels[t]).astype("float32").reshape(-1, 1) for t in self.tasks}
@@ -78,12 +82,14 @@ def _label_values(expr, rows) -> np.ndarray:
 
 
 def prepare(blueprint_file: str, data: str | None = None, rows: int | None = None,
-            dataset=None, training: dict | None = None) -> Experiment:
+            dataset=None, training: dict | None = None, cluster=None) -> Experiment:
     """Bind, load, fit preprocessing on train, compile. ``dataset`` skips loading (compare);
-    ``training`` overrides fields of the blueprint's training section (e.g. from the CLI)."""
+    ``training`` overrides fields of the blueprint's training section (e.g. from the CLI);
+    ``cluster`` (composer.distributed.Cluster) is this process's place in a multi-process run."""
     from .blueprint import load_blueprint
     from .compiler import compile_graph
     from .data.registry import load
+    from .distributed import for_training
     from .graph import build_graph
     from .losses import LossPlan
 
@@ -91,26 +97,35 @@ def prepare(blueprint_file: str, data: str | None = None, rows: int | None = Non
     bp, doc = load_blueprint(blueprint_file, data=data)
     if training:
         bp = bp.model_copy(update={"training": _override(bp, training)})
+    parallel = for_training(bp, cluster)  # joins a multi-process run before anything touches a device
     data_name = _data_path(blueprint_file, bp, data)
     if data_name is None:
         from .blueprint.errors import BlueprintError
 
         raise BlueprintError("no dataset to train on", location=doc.location(()),
                              hint="add 'data: synthetic' to the blueprint or pass --data NAME")
+    if dataset is None and bp.training.stream:
+        from .data.streaming import open_stream
+
+        dataset = open_stream(data_name, rows=rows, chunk_rows=bp.training.chunk_rows)
     if dataset is None:
         dataset = load(data_name, rows=rows)
     t1 = time.perf_counter()
-    train = dataset.part("train").frame
     cats = [f.name for f in bp.features if f.kind == "categorical"]
     nums = [f.name for f in bp.features if f.kind == "numeric"]
     scenario = (bp.scenarios.feature, bp.scenarios.ids) if bp.scenarios else None
-    pre = Preprocessor.fit(train, cats, nums, min_count=bp.training.min_count, scenario=scenario)
-    if scenario:  # every split checked now, at load, not when a batch first meets a bad row
-        pre.encode_scenario(dataset.frame[scenario[0]], source=dataset.source)
+    if getattr(dataset, "streaming", False):  # one pass over the train rows; scenarios checked
+        pre = dataset.fit_preprocessor(cats, nums, min_count=bp.training.min_count, scenario=scenario)
+    else:
+        train = dataset.part("train").frame
+        pre = Preprocessor.fit(train, cats, nums, min_count=bp.training.min_count, scenario=scenario)
+        if scenario:  # every split checked now, at load, not when a batch first meets a bad row
+            pre.encode_scenario(dataset.frame[scenario[0]], source=dataset.source)
     graph = build_graph(bp, doc, vocab_sizes=pre.vocab_sizes())
-    model = compile_graph(graph, numeric_stats=pre.numeric_stats(graph.layout) if nums else None)
+    with parallel.scope():
+        model = compile_graph(graph, numeric_stats=pre.numeric_stats(graph.layout) if nums else None)
     plan = LossPlan.from_blueprint(bp)
-    exp = Experiment(bp, graph, dataset, pre, model, plan, data_name, blueprint_file)
+    exp = Experiment(bp, graph, dataset, pre, model, plan, data_name, blueprint_file, parallel=parallel)
     exp.timings.update(load_s=t1 - t0, prepare_s=time.perf_counter() - t1)
     return exp
 
@@ -126,7 +141,8 @@ def _override(bp, updates: dict):
     except ValidationError as exc:
         err = exc.errors()[0]
         flag = "--" + str(err["loc"][0]).replace("_", "-")
-        raise BlueprintError(f"{err['msg'].lower()}, got {err.get('input')!r}", key=flag) from None
+        message = err["msg"][0].lower() + err["msg"][1:]
+        raise BlueprintError(f"{message}, got {err.get('input')!r}", key=flag) from None
     monitors = ["auc", "loss", *(f"auc_{t}" for t in bp.task_names)]
     if section.monitor not in monitors:
         raise BlueprintError(f"'{section.monitor}' is not a metric", key="--monitor",
@@ -152,9 +168,11 @@ def _optimizer(training):
     return cls(learning_rate=training.learning_rate)
 
 
-def _batches(x, y, w, batch_size, shuffle, seed):
+def _batches(x, y, w, batch_size, shuffle, seed, parallel=None):
     import keras
 
+    if parallel is not None and parallel.shards_data:  # this process's part of each global batch
+        return parallel.batches(x, y, w, batch_size, shuffle, seed), {"shuffle": False}
     if keras.backend.backend() == "tensorflow":
         from .data.tf_pipeline import make_dataset
 
@@ -173,15 +191,21 @@ def _callbacks(exp: Experiment, x_valid, y_valid, w_valid):
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
-            pred = self.model.predict(x_valid, batch_size=8192, verbose=0)
+            if exp.parallel:
+                pred = exp.parallel.predict(exp.model, x_valid)
+            else:
+                pred = self.model.predict(x_valid, batch_size=8192, verbose=0)
             values = []
             for task in exp.tasks:
                 keep = w_valid[task] > 0
                 value = auc(y_valid[task][keep, 0], np.asarray(pred[task])[keep, 0])
-                logs[f"val_auc_{task}"] = float("nan") if value is None else value
-                if value is not None:
-                    values.append(value)
-            logs["val_auc"] = float(np.mean(values)) if values else float("nan")
+                values.append(float("nan") if value is None else value)
+            if exp.parallel:
+                values = exp.parallel.agree(values)
+            for task, value in zip(exp.tasks, values):
+                logs[f"val_auc_{task}"] = value
+            known = [v for v in values if not np.isnan(v)]
+            logs["val_auc"] = float(np.mean(known)) if known else float("nan")
 
     monitor = exp.bp.training.monitor
     return [ExactValidationAUC(),
@@ -192,33 +216,55 @@ def _callbacks(exp: Experiment, x_valid, y_valid, w_valid):
 
 def fit(exp: Experiment, verbose: int = 1, epochs: int | None = None, batch_size: int | None = None):
     """Train in place; returns the Keras History."""
-    import keras
+    if getattr(exp.dataset, "streaming", False):
+        from .data.feed import fit_streaming
 
-    from .fusion import PlanTrainer
-
+        return fit_streaming(exp, verbose, epochs, batch_size)
     training = exp.bp.training
     batch_size = batch_size or training.batch_size
-    keras.utils.set_random_seed(training.seed)
-    trainer = PlanTrainer(exp.model, exp.plan, shared_layers=_shared_layers(exp))
-    trainer.compile(optimizer=_optimizer(training))
-    exp.trainer = trainer
+    trainer, parallel = start_training(exp)
+    parallel.check_batch_size(batch_size, rows=exp.dataset.counts()["train"])
     x, y, w = exp.arrays("train")
     xv, yv, wv = exp.arrays("valid")
-    data, kwargs = _batches(x, y, w, batch_size, True, training.seed)
+    data, kwargs = _batches(x, y, w, batch_size, True, training.seed, parallel)
     if training.monitor == "loss":
-        kwargs["validation_data"], _ = _batches(xv, yv, wv, 8192, False, 0)
+        kwargs["validation_data"], _ = _batches(xv, yv, wv, parallel.round_up(8192), False, 0, parallel)
     if isinstance(data, tuple):
         kwargs.update(x=data[0], y=data[1], sample_weight=data[2])
     else:
         kwargs["x"] = data
     t0 = time.perf_counter()
-    history = trainer.fit(epochs=epochs or training.epochs, verbose=verbose,
-                            callbacks=_callbacks(exp, xv, yv, wv), **kwargs)
-    exp.timings["train_s"] = time.perf_counter() - t0
-    exp.timings["epochs_run"] = len(history.history.get("loss", []))
-    exp.timings["train_examples_per_s"] = len(next(iter(x.values()))) * exp.timings["epochs_run"] / exp.timings["train_s"]
-    exp.task_weights = trainer.task_weight_values()
+    with parallel.scope():
+        history = trainer.fit(epochs=epochs or training.epochs, verbose=verbose,
+                              callbacks=_callbacks(exp, xv, yv, wv), **kwargs)
+    finish_training(exp, history, time.perf_counter() - t0, len(next(iter(x.values()))), parallel)
     return history
+
+
+def start_training(exp: Experiment):
+    """The seeded trainer (``PlanTrainer``), compiled with the blueprint's optimizer in the
+    distribution's scope, and that ``Parallel``; shared by in-memory and streamed ``fit``."""
+    import keras
+
+    from .distributed import Parallel
+    from .fusion import PlanTrainer
+
+    keras.utils.set_random_seed(exp.bp.training.seed)
+    parallel = exp.parallel if exp.parallel is not None else Parallel()
+    trainer = parallel.trainer(PlanTrainer, exp.model, exp.plan, shared_layers=_shared_layers(exp))
+    with parallel.scope():
+        trainer.compile(optimizer=_optimizer(exp.bp.training))
+    exp.trainer = trainer
+    return trainer, parallel
+
+
+def finish_training(exp: Experiment, history, seconds: float, train_rows: int, parallel) -> None:
+    """Timings and task weights of a finished ``fit``; the model made local to this process."""
+    exp.timings["train_s"] = seconds
+    exp.timings["epochs_run"] = len(history.history.get("loss", []))
+    exp.timings["train_examples_per_s"] = train_rows * exp.timings["epochs_run"] / seconds
+    exp.task_weights = exp.trainer.task_weight_values()
+    exp.model = parallel.host_model(exp.model)  # predict, report and save on this process alone
 
 
 def _shared_layers(exp):
@@ -240,7 +286,9 @@ def _shared_layers(exp):
                              key="loss", hint="this blueprint shares only the embeddings")
     layers = []
     for nid in nids:
-        name = nid.replace("/", ".")
+        from .compiler import BuildContext
+
+        name = BuildContext.layer_name_of(nid)
         try:
             layers.append(exp.model.get_layer(name))
         except ValueError:
@@ -252,6 +300,10 @@ def _shared_layers(exp):
 
 
 def predict(exp: Experiment, part: str) -> dict[str, np.ndarray]:
+    if getattr(exp.dataset, "streaming", False):
+        from .data.feed import predict_streaming
+
+        return predict_streaming(exp, part)
     x, _, _ = exp.arrays(part)
     out = exp.model.predict(x, batch_size=8192, verbose=0)
     return {t: np.asarray(out[t]).reshape(-1) for t in exp.tasks}
@@ -261,7 +313,12 @@ def report(exp: Experiment, part: str = "test", predictions=None):
     """Exact AUC / GAUC per task and per scenario on one split (the test split by default)."""
     from .metrics import evaluate_predictions
 
-    rows = exp.dataset.part(part).frame
+    if getattr(exp.dataset, "streaming", False):
+        from .data.feed import report_rows
+
+        rows = report_rows(exp, part)
+    else:
+        rows = exp.dataset.part(part).frame
     predictions = predictions if predictions is not None else predict(exp, part)
     spec = exp.dataset.spec
     scenario_col = exp.bp.scenarios.feature if exp.bp.scenarios else spec.scenario
@@ -329,6 +386,11 @@ def load_run(run_dir: str, data: str | None = None, rows: int | None = None) -> 
     data_name = data or meta["name"]
     pre = Preprocessor.load(str(run / RUN_FILES["pre"]))
     graph = build_graph(bp, None, vocab_sizes=pre.vocab_sizes())
-    dataset = load(data_name, rows=rows)
+    if bp.training.stream:
+        from .data.streaming import open_stream
+
+        dataset = open_stream(data_name, rows=rows, chunk_rows=bp.training.chunk_rows)
+    else:
+        dataset = load(data_name, rows=rows)
     model = load_model(str(run / RUN_FILES["model"]))
     return Experiment(bp, graph, dataset, pre, model, LossPlan.from_blueprint(bp), data_name)

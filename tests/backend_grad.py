@@ -1,6 +1,6 @@
 """Gradients in tests, on whichever Keras backend runs them (Keras 3 has no backend-neutral
 gradient API): ``tf.GradientTape`` under TensorFlow, ``jax.grad`` under JAX with the variables
-passed in through a ``keras.StatelessScope``.
+passed in through a ``keras.StatelessScope``, ``torch.autograd.grad`` under PyTorch.
 
 ``tests/conftest.py`` puts this folder on ``sys.path``, so ``from backend_grad import gradients``
 works from every test folder.
@@ -29,7 +29,8 @@ def gradients(fn, inputs, variables=()):
         # the raw tf.Variables: UnconnectedGradients.ZERO fails on keras.Variable sources
         sources = [*xs, *(v.value for v in variables)]
         grads = tape.gradient(out, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return [g.numpy() for g in grads]
+        # an embedding table's gradient is a tf.IndexedSlices: densify it
+        return [tf.convert_to_tensor(g).numpy() for g in grads]
     if backend == "jax":
         import jax
 
@@ -39,4 +40,16 @@ def gradients(fn, inputs, variables=()):
 
         gx, gv = jax.grad(scalar, argnums=(0, 1))([*inputs], [v.value for v in variables])
         return [np.asarray(g) for g in (*gx, *gv)]
+    if backend == "torch":
+        import torch
+
+        xs = [keras.ops.convert_to_tensor(x).requires_grad_(True) for x in inputs]
+        # a Keras variable's value is the torch.nn.Parameter its layer reads
+        sources = [*xs, *(v.value for v in variables)]
+        out = fn(*xs)
+        # autograd refuses a non-trainable source, and an output that depends on no source
+        live = [s for s in sources if s.requires_grad] if out.requires_grad else []
+        grads = dict(zip(map(id, live), torch.autograd.grad(out, live, allow_unused=True) if live else []))
+        return [np.zeros(tuple(s.shape), dtype="float32") if grads.get(id(s)) is None
+                else grads[id(s)].detach().cpu().numpy() for s in sources]
     raise NotImplementedError(f"no gradient helper for the {backend} backend")

@@ -1,7 +1,8 @@
 """Build, fit one tiny epoch and predict every blueprint under the current Keras backend.
 
-Run as a script (``KERAS_BACKEND=jax python3 tests/backend_smoke.py [BLUEPRINT.yaml ...]``);
-``tests/test_backends.py`` starts it once in a subprocess for all blueprints. Each blueprint
+Run as a script (``KERAS_BACKEND=jax python3 tests/backend_smoke.py [BLUEPRINT.yaml ...]``, or
+``KERAS_BACKEND=torch``); ``tests/test_backends.py`` starts it once per backend in a subprocess
+for all blueprints. Each blueprint
 trains on its own ``data:`` with ``:rows=600``; a gradient fusion (GradNorm, PE-LTR) on a
 backend without its train step must stop with a BlueprintError, and the same blueprint is then
 trained with uncertainty fusion instead, so every network is fitted on every backend. Prints one

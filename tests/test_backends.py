@@ -1,10 +1,11 @@
-"""Every blueprint builds, fits one tiny epoch and predicts under KERAS_BACKEND=jax.
+"""Every blueprint builds, fits one tiny epoch and predicts under KERAS_BACKEND=jax and torch.
 
-One subprocess (the backend is chosen at Keras import) runs tests/backend_smoke.py over all
-blueprints, each on its own ``data:`` with ``:rows=600``; the test reads its JSON lines and
-names every blueprint that failed. GradNorm and PE-LTR have no JAX train step yet: they must
-stop with a BlueprintError naming TensorFlow, and their networks are then fitted with
-uncertainty fusion.
+One subprocess per backend (the backend is chosen at Keras import) runs tests/backend_smoke.py
+over all blueprints, each on its own ``data:`` with ``:rows=600``; the test reads its JSON lines
+and names every blueprint that failed. On a backend without their train step (not in
+composer.fusion.GRADIENT_BACKENDS) GradNorm and PE-LTR must stop with a BlueprintError naming
+TensorFlow, and their networks are then fitted with uncertainty fusion. Each test is skipped when
+its backend's package is not installed (CI installs JAX, not PyTorch).
 """
 import importlib.util
 import json
@@ -15,11 +16,16 @@ from pathlib import Path
 
 import pytest
 
+from composer.blueprint import load_blueprint
+from composer.fusion import GRADIENT_BACKENDS, GRADIENT_STRATEGIES
+
 ROOT = Path(__file__).resolve().parents[1]
 BLUEPRINTS = sorted((ROOT / "blueprints").glob("*.yaml"))
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("jax") is None,
-                                reason="jax is not installed (pip install -e '.[jax]')")
+
+def _installed(module: str, extra: str):
+    return pytest.mark.skipif(importlib.util.find_spec(module) is None,
+                              reason=f"{module} is not installed ({extra})")
 
 
 def _problems(runs: list[dict]) -> list[str]:
@@ -45,23 +51,43 @@ def _problems(runs: list[dict]) -> list[str]:
     return out
 
 
-def test_every_blueprint_builds_fits_and_predicts_under_jax():
-    # one test, one subprocess: under pytest-xdist a parametrized module fixture would run the
-    # whole subprocess once per worker
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3",
-           "JAX_PLATFORMS": "cpu"}
+def _smoke(backend: str, **env) -> dict[str, list[dict]]:
+    """Run backend_smoke.py over every blueprint under ``backend``: blueprint -> its runs."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3",
+           **env}
     proc = subprocess.run([sys.executable, str(ROOT / "tests" / "backend_smoke.py"), *map(str, BLUEPRINTS)],
                           capture_output=True, text=True, env=env, timeout=900)
     lines = proc.stdout.splitlines()
     assert proc.returncode == 0 and lines and lines[-1] == "DONE", proc.stdout[-3000:] + proc.stderr[-3000:]
     records = [json.loads(line) for line in lines[:-1]]
-    assert records[0] == {"backend": "jax"}
+    assert records[0] == {"backend": backend}
     runs = {}
     for r in records[1:]:
         runs.setdefault(r["blueprint"], []).append(r)
     assert sorted(runs) == sorted(p.stem for p in BLUEPRINTS)
+    return runs
+
+
+def _check(backend: str, runs: dict[str, list[dict]]) -> None:
     problems = {name: _problems(rs) for name, rs in runs.items()}
     problems = {name: p for name, p in problems.items() if p}
     assert not problems, "\n".join(f"{name}: {'; '.join(p)}" for name, p in problems.items())
     fusions = {r["fusion"] for rs in runs.values() for r in rs if "loss" in r}
     assert {"fixed", "uncertainty"} <= fusions
+    # every gradient-fusion blueprint is refused exactly where its train step is missing
+    gradient = {p.stem for p in BLUEPRINTS if load_blueprint(str(p))[0].loss.fusion in GRADIENT_STRATEGIES}
+    refused = {name for name, rs in runs.items() if any("refused" in r for r in rs)}
+    assert gradient, "no shipped blueprint uses GradNorm or PE-LTR"
+    assert refused == (set() if backend in GRADIENT_BACKENDS else gradient)
+
+
+# one test per backend, one subprocess each: under pytest-xdist a parametrized module fixture
+# would run the whole subprocess once per worker
+@_installed("jax", "pip install -e '.[jax]'")
+def test_every_blueprint_builds_fits_and_predicts_under_jax():
+    _check("jax", _smoke("jax", JAX_PLATFORMS="cpu"))
+
+
+@_installed("torch", "CI does not install PyTorch; pip install torch (a CPU build is enough)")
+def test_every_blueprint_builds_fits_and_predicts_under_torch():
+    _check("torch", _smoke("torch"))

@@ -168,7 +168,7 @@ def test_gate_nu_with_scale_multiplies():
     assert graph.nodes["g"].params == (4 + 13) * 4 + 4 + 4 * 13 + 13
     model = compile_graph(graph)
     assert model.count_params() == graph.total_params - graph.nodes["pool"].params  # pool is unused
-    gate, product = model.get_layer("g"), model.get_layer("g.scaled")
+    gate, product = model.get_layer("g"), model.get_layer("g-scaled")
     assert type(gate).__name__ == "GateNU" and type(product).__name__ == "Multiply"
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, field_validator
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
 
@@ -164,6 +164,40 @@ class Training(Strict):
     patience: int = Field(2, ge=0, le=1000, description="Epochs without improvement before stopping.")
     min_count: int = Field(1, ge=1, description="Categorical values seen fewer times in the train "
                            "split go to the out-of-vocabulary bucket.")
+    precision: Literal["float32", "mixed_bfloat16"] = Field(
+        "float32", description="Keras dtype policy of the model: `mixed_bfloat16` computes in "
+        "bfloat16 with float32 weights, except the output blocks (towers, chains), which stay "
+        "float32 like the losses and the metrics. `composer train --precision`.")
+    stream: bool = Field(
+        False, description="Read the data file in chunks instead of whole, for data larger than memory "
+        "(a data YAML's CSV or Parquet file): it is read and checked once, its typed rows kept per split "
+        "in Arrow files under $TMPDIR (removed at the end), and every epoch streams them with the same "
+        "preprocessing, fitted in one pass over the train rows. The progress line shows rows_per_s and "
+        "input_wait (share of the epoch spent waiting for the next batch). `composer train --stream`.")
+    chunk_rows: int = Field(65536, ge=1, le=16_777_216, description="Streaming: rows read from the "
+                            "file per chunk (a CSV chunk also stops at about 8 MB of text). Reading "
+                            "holds about 15 times a chunk's text at once.")
+    shuffle_buffer: int = Field(262_144, ge=0, le=1 << 30, description="Streaming: rows shuffled "
+                                "together (a buffer refilled as it empties; 0 keeps file order). Memory "
+                                "grows with it.")
+    distribution: Literal["none", "mirrored", "data_parallel"] = Field(
+        "none", description="`none`: one device; `mirrored`: every GPU of this machine "
+        "(TensorFlow's MirroredStrategy, KERAS_BACKEND=tensorflow); `data_parallel`: every device of "
+        "every process (keras.distribution.DataParallel, KERAS_BACKEND=jax), several machines "
+        "through JAX's multi-process runtime (docs/distributed.md). TensorFlow's "
+        "MultiWorkerMirroredStrategy is not offered: Keras 3's fit fails under it (Keras issue 20585).")
+
+    @field_validator("distribution", mode="before")
+    @classmethod
+    def _not_offered(cls, value):
+        from pydantic_core import PydanticCustomError
+
+        from ..distributed import not_offered
+
+        why = not_offered(value)
+        if why:
+            raise PydanticCustomError("distribution_not_offered", why)
+        return value
 
 
 FROM_DATA = "from_data"

@@ -43,6 +43,10 @@ class Dataset:
         return Dataset(self.spec, self.frame.loc[mask].reset_index(drop=True), self.split[mask],
                        self.source, self.meta)
 
+    def head(self, name: str, n: int):
+        """The first ``n`` rows of one split (a streamed dataset answers this too)."""
+        return self.part(name).frame.head(n)
+
     def __len__(self) -> int:
         return len(self.frame)
 

@@ -176,32 +176,61 @@ def _spec(m: DataFile, file: str) -> DataSpec:
 
 
 def load(file: str, rows: int | None = None) -> Dataset:
-    import numpy as np
-    import pandas as pd
-
-    from .tables import fraction_split, read_table
+    from .tables import read_table
 
     m, doc = read_yaml(file)
-    spec = _spec(m, file)
-    source = Path(m.source)
-    if not source.is_absolute():
-        source = Path(file).parent / source
+    source = source_path(m, file)
     declared = _declarations(m)
-    s = m.split
-    mode = next((k for k in ("column", "hash", "time") if k in s.model_fields_set), "hash")
-    whole_row = mode == "hash" and s.hash is None
-    text = list(dict.fromkeys(list(m.categorical) + [c for c in (m.group, s.column, s.hash) if c]))
-    delimiter = m.delimiter or ("\t" if ".tsv" in source.name.lower() else ",")
     try:
-        table = read_table(source, delimiter=delimiter, na_values=m.missing_values, rows=rows,
-                           want_lines=whole_row and not source.name.lower().endswith((".parquet", ".pq")),
-                           text_columns=text)
+        table = read_table(source, delimiter=delimiter(m, source), na_values=m.missing_values, rows=rows,
+                           want_lines=whole_row_hash(m) and not source.name.lower().endswith((".parquet", ".pq")),
+                           text_columns=text_columns(m))
     except DataError as exc:
         if exc.location is not None and exc.location.file == str(source) and "no such file" in exc.message:
             exc.hint = f"'source: {m.source}' is relative to the data YAML ({doc.file}); {exc.hint}"
             exc.args = (exc.render(),)
         raise
     table.require(declared, lambda col: doc.location(declared[col]))
+    frame, split, rule = convert(table, m, doc)
+    return Dataset(_spec(m, file), frame, split, source=str(source),
+                   meta={"split": rule, "missing_labels": m.missing_labels, "yaml": str(file)})
+
+
+def source_path(m: DataFile, file: str) -> Path:
+    source = Path(m.source)
+    return source if source.is_absolute() else Path(file).parent / source
+
+
+def delimiter(m: DataFile, source: Path) -> str:
+    return m.delimiter or ("\t" if ".tsv" in source.name.lower() else ",")
+
+
+def split_mode(m: DataFile) -> str:
+    return next((k for k in ("column", "hash", "time") if k in m.split.model_fields_set), "hash")
+
+
+def whole_row_hash(m: DataFile) -> bool:
+    """The split hashes each whole raw line (a hash split without a column)."""
+    return split_mode(m) == "hash" and m.split.hash is None
+
+
+def text_columns(m: DataFile) -> list[str]:
+    """Columns read as text exactly as written (categorical, group, split and hash columns)."""
+    s = m.split
+    return list(dict.fromkeys(list(m.categorical) + [c for c in (m.group, s.column, s.hash) if c]))
+
+
+def convert(table, m: DataFile, doc) -> tuple:
+    """The typed columns of a table, each row's split and the split rule in words. The first bad
+    cell of a column raises a located DataError. ``composer.data.streaming`` calls this on every
+    chunk of a file read in pieces, so both paths convert alike."""
+    import numpy as np
+    import pandas as pd
+
+    from .tables import fraction_split
+
+    s = m.split
+    mode = split_mode(m)
     out = {}
     for col in m.categorical:
         out[col] = table.categorical(col)
@@ -220,6 +249,7 @@ def load(file: str, rows: int | None = None) -> Dataset:
         split = _time_split(table, s, doc)
         rule = f"by {s.time}: < {s.valid_from} train, < {s.test_from} valid, the rest test"
     else:
+        whole_row = s.hash is None
         if whole_row:
             texts = table.lines if table.lines is not None else \
                 table.frame.astype("str").fillna("").agg(",".join, axis=1).tolist()
@@ -229,8 +259,7 @@ def load(file: str, rows: int | None = None) -> Dataset:
         what = "each raw line" if whole_row else f"the column '{s.hash}'"
         rule = (f"md5 of {what}: u = int(md5[:8], 16) / 16**8; u >= {1 - s.test:g} test, "
                 f">= {1 - s.test - s.valid:g} valid, else train")
-    return Dataset(spec, frame, np.asarray(split), source=str(source),
-                   meta={"split": rule, "missing_labels": m.missing_labels, "yaml": str(file)})
+    return frame, np.asarray(split), rule
 
 
 def _declarations(m: DataFile) -> dict[str, tuple]:

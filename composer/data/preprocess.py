@@ -69,8 +69,15 @@ class Preprocessor:
         return [s["mean"] for s in stats], [s["variance"] for s in stats]
 
     def encode_categorical(self, name: str, values: pd.Series) -> np.ndarray:
-        codes = pd.Index(self.vocabularies[name], dtype="string").get_indexer(as_text(values))
+        codes = self._index(name).get_indexer(as_text(values))
         return (codes + 1).astype("int32")  # unknown and missing (-1) -> OOV (0)
+
+    def _index(self, name: str) -> pd.Index:
+        """The vocabulary as a hashed pandas Index, built once (streaming encodes chunk by chunk)."""
+        cache = self.__dict__.setdefault("_indexes", {})
+        if name not in cache:
+            cache[name] = pd.Index(self.vocabularies[name], dtype="string")
+        return cache[name]
 
     def encode_numeric(self, name: str, values: pd.Series) -> np.ndarray:
         s = self.numeric[name]

@@ -226,6 +226,25 @@ def _first_undecodable_line(path: str) -> int | None:
     return None
 
 
+def check_path(path: str) -> str:
+    """'csv' or 'parquet' for an existing data file; a located DataError otherwise."""
+    if os.path.isdir(path):
+        raise DataError("is a folder, not a data file", location=Location(path),
+                        hint="name a .csv, .csv.gz or .parquet file")
+    if not os.path.exists(path):
+        folder = os.path.dirname(path) or "."
+        raise DataError("cannot read file: no such file", location=Location(path),
+                        hint=f"check the path; the folder {folder} "
+                        + ("exists" if os.path.isdir(folder) else "does not exist either"))
+    lower = path.lower()
+    if lower.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    if not lower.endswith(CSV_SUFFIXES):
+        raise DataError("unknown file type", location=Location(path),
+                        hint="a data file is .csv, .csv.gz, .tsv or .parquet")
+    return "csv"
+
+
 def read_table(path, *, delimiter: str = ",", na_values=("",), rows: int | None = None,
                want_lines: bool = False, text_columns=None) -> Table:
     """Read a CSV / gzip CSV (header line first) or a Parquet file.
@@ -237,20 +256,8 @@ def read_table(path, *, delimiter: str = ",", na_values=("",), rows: int | None 
     return is not part of a line.
     """
     path = str(path)
-    if os.path.isdir(path):
-        raise DataError("is a folder, not a data file", location=Location(path),
-                        hint="name a .csv, .csv.gz or .parquet file")
-    if not os.path.exists(path):
-        folder = os.path.dirname(path) or "."
-        raise DataError("cannot read file: no such file", location=Location(path),
-                        hint=f"check the path; the folder {folder} "
-                        + ("exists" if os.path.isdir(folder) else "does not exist either"))
-    lower = path.lower()
-    if lower.endswith(PARQUET_SUFFIXES):
+    if check_path(path) == "parquet":
         return _read_parquet(path, rows)
-    if not lower.endswith(CSV_SUFFIXES):
-        raise DataError("unknown file type", location=Location(path),
-                        hint="a data file is .csv, .csv.gz, .tsv or .parquet")
     try:
         with _open_text(path) as fh:
             if want_lines:

@@ -101,12 +101,12 @@ def test_epnet_gate_gives_no_gradient_to_the_embedding():
     layer([domain, emb])
     randomise_biases(layer)
     cotangent = _inputs((6, 10), seed=2)
-    (grad,) = gradients(lambda e: ops.sum(layer([domain, e]) * cotangent), [emb])
+    (grad,) = gradients(lambda e: ops.sum(ops.multiply(layer([domain, e]), cotangent)), [emb])
     delta = _epnet_delta(layer, domain, emb)
     # d out / d E = delta exactly: the path through the gate contributes nothing
     np.testing.assert_allclose(grad, cotangent * delta, rtol=1e-6, atol=1e-7)
     # the same gate without the stop-gradient: a different gradient
-    (ungated,) = gradients(lambda e: ops.sum(layer._gate(ops.concatenate([domain, e], 1)) * e * cotangent),
+    (ungated,) = gradients(lambda e: ops.sum(ops.multiply(layer._gate(ops.concatenate([domain, e], 1)) * e, cotangent)),
                            [emb])
     assert not np.allclose(ungated, grad, atol=1e-4)
 
@@ -153,7 +153,9 @@ def test_ppnet_gates_give_no_gradient_to_the_tower_input():
     (grad,) = gradients(lambda x: ops.sum(layer([persona, x])), [x])
     _, deltas = _ppnet_reference(layer, persona, x)
     # the same tower with every gate frozen to its value: the input's gradient must not change
-    w = _weights(layer)
+    # tensors, not NumPy arrays: under torch, `ndarray * tensor` would call the tensor's __array__
+    w = {k: ops.convert_to_tensor(v) for k, v in _weights(layer).items()}
+    deltas = [ops.convert_to_tensor(d) for d in deltas]
 
     def frozen(h):
         for i, delta in enumerate(deltas):
