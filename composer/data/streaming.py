@@ -32,7 +32,8 @@ import pandas as pd
 
 from .dataset import SPLITS
 from .errors import DataError, Location
-from .tables import Table, _check_header, _open_text, _read_error, _scan_line_numbers, check_path
+from .tables import (Table, _check_header, _open_text, _read_error, _scan_line_numbers, check_path,
+                     check_unique_columns)
 
 ROW = "_row"  # the cache's column holding each row's 0-based position in the file
 MAX_BLOCK_BYTES = 8 << 20  # a CSV chunk's text; transient memory is about 15 times this
@@ -86,13 +87,20 @@ class _TypedNumbersFailed(Exception):
     so that the cell is reported like the in-memory path reports it."""
 
 
+def _first_record(reader) -> list[str] | None:
+    """The first non-blank record of a csv.reader (blank lines before the header are skipped,
+    as pandas skips them)."""
+    header = next(reader, None)
+    while header == []:
+        header = next(reader, None)
+    return header
+
+
 def _csv_header(path: str, delimiter: str) -> list[str]:
     try:
         with _open_text(path) as fh:
             reader = csv.reader(fh, delimiter=delimiter)
-            header = next(reader, None)
-            while header == []:
-                header = next(reader, None)
+            header = _first_record(reader)
     except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
         raise _read_error(path, exc) from None
     if not header:
@@ -176,9 +184,7 @@ def _ragged_line(path: str, delimiter: str) -> DataError:
     try:
         with _open_text(path) as fh:
             reader = csv.reader(fh, delimiter=delimiter)
-            header = next(reader, None)
-            while header == []:
-                header = next(reader, None)
+            header = _first_record(reader)
             width = len(header or [])
             for record in reader:
                 if record and len(record) != width:  # the in-memory path's words for each case
@@ -297,12 +303,7 @@ def _parquet_chunks(path, m, chunk_rows, rows):
         names = list(pf.schema_arrow.names)
     except Exception as exc:  # pyarrow raises its own exception types for a corrupt file
         raise DataError(f"not a readable Parquet file: {exc}", location=Location(path)) from None
-    seen: dict[str, int] = {}
-    for i, name in enumerate(names, start=1):
-        if name in seen:
-            raise DataError(f"duplicate column name '{name}' (columns {seen[name]} and {i})",
-                            location=Location(path), key=name, hint="column names must be unique")
-        seen[name] = i
+    check_unique_columns(path, names)
     if not names:
         raise DataError("file is empty (no columns)", location=Location(path))
     declared = files._declarations(m)

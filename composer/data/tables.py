@@ -313,6 +313,16 @@ def _check_header(path: str, header: list[str]) -> None:
         seen[name] = i
 
 
+def check_unique_columns(path: str, names: list[str]) -> None:
+    """A Parquet file's column names are unique (pyarrow reads duplicates without a word)."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names, start=1):
+        if name in seen:
+            raise DataError(f"duplicate column name '{name}' (columns {seen[name]} and {i})",
+                            location=Location(path), key=name, hint="column names must be unique")
+        seen[name] = i
+
+
 def _attach_lines(table: Table, text: str, rows: int | None) -> None:
     raw = text.split("\n")
     numbered = [(i + 1, line[:-1] if line.endswith("\r") else line) for i, line in enumerate(raw)]
@@ -364,12 +374,7 @@ def _read_parquet(path: str, rows: int | None) -> Table:
     try:
         schema = pq.read_schema(path)
         names = list(schema.names)
-        seen: dict[str, int] = {}
-        for i, name in enumerate(names, start=1):
-            if name in seen:
-                raise DataError(f"duplicate column name '{name}' (columns {seen[name]} and {i})",
-                                location=Location(path), key=name, hint="column names must be unique")
-            seen[name] = i
+        check_unique_columns(path, names)
         pf = pq.ParquetFile(path)
         if rows is not None:
             batches = []
