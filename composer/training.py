@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,7 +143,11 @@ def _override(bp, updates: dict):
         err = exc.errors()[0]
         flag = "--" + str(err["loc"][0]).replace("_", "-")
         message = err["msg"][0].lower() + err["msg"][1:]
-        raise BlueprintError(f"{message}, got {err.get('input')!r}", key=flag) from None
+        hint = None
+        if err["type"] == "literal_error":  # e.g. --distribution mirored: did you mean 'mirrored'?
+            field = type(bp.training).model_fields[err["loc"][0]]
+            hint = did_you_mean(str(err.get("input")), typing.get_args(field.annotation), what="valid")
+        raise BlueprintError(f"{message}, got {err.get('input')!r}", key=flag, hint=hint) from None
     monitors = ["auc", "loss", *(f"auc_{t}" for t in bp.task_names)]
     if section.monitor not in monitors:
         raise BlueprintError(f"'{section.monitor}' is not a metric", key="--monitor",

@@ -67,6 +67,7 @@ def test_bad_precision_names_the_flag_and_the_valid_values(capsys):
     assert main(["train", MMOE, "--data", DATA, "--precision", "bfloat16", "--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert "--precision" in err and "float32" in err and "mixed_bfloat16" in err, err
+    assert "did you mean 'mixed_bfloat16'?" in err, err
 
 
 def test_bad_precision_in_the_blueprint_is_located(tmp_path, capsys):
