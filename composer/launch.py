@@ -13,6 +13,7 @@ weights is an error. Several machines: start one ``composer train`` per process 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -67,29 +68,36 @@ def launch_local(workers: int, argv: list[str], distribution: str | None = None,
         argv = [*argv, "--distribution", "data_parallel"]
     address = f"{HOST}:{free_port()}"
     procs, outs, errs, threads = [], [], [], []
-    for i in range(workers):
-        env = {**os.environ, ENV["coordinator"]: address, ENV["num_processes"]: str(workers),
-               ENV["process_id"]: str(i)}
-        proc = subprocess.Popen([sys.executable, "-m", "composer", *argv], env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=None if i == 0 else subprocess.PIPE)
-        procs.append(proc)
-        outs.append([])
-        errs.append([])
-        threads.append(threading.Thread(target=_pump, args=(proc.stdout, outs[i], out if i == 0 else None)))
-        if i:
-            threads.append(threading.Thread(target=_pump, args=(proc.stderr, errs[i], None)))
-    for t in threads:
-        t.start()
-    print(f"started {workers} workers, coordinator {address}; worker 0's output follows", file=sys.stderr,
-          flush=True)
+    # SIGTERM (a scheduler, `timeout`) ends the launcher through SystemExit, so the finally
+    # below stops the workers instead of leaving them orphaned, waiting on each other
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
+        for i in range(workers):
+            env = {**os.environ, ENV["coordinator"]: address, ENV["num_processes"]: str(workers),
+                   ENV["process_id"]: str(i)}
+            proc = subprocess.Popen([sys.executable, "-m", "composer", *argv], env=env, text=True,
+                                    stdout=subprocess.PIPE, stderr=None if i == 0 else subprocess.PIPE)
+            procs.append(proc)
+            outs.append([])
+            errs.append([])
+            threads.append(threading.Thread(target=_pump, args=(proc.stdout, outs[i], out if i == 0 else None)))
+            if i:
+                threads.append(threading.Thread(target=_pump, args=(proc.stderr, errs[i], None)))
+        for t in threads:
+            t.start()
+        print(f"started {workers} workers, coordinator {address}; worker 0's output follows",
+              file=sys.stderr, flush=True)
         codes = _wait(procs)
-    except KeyboardInterrupt:
-        _stop(procs)
-        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _stop(procs)  # a no-op for workers that ended
     for t in threads:
         t.join()
     return _report(codes, outs, errs, address, out)
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def _wait(procs) -> list[int | None]:

@@ -79,3 +79,24 @@ def test_bad_precision_in_the_blueprint_is_located(tmp_path, capsys):
     err = capsys.readouterr().err
     line = next(i for i, ln in enumerate(text.splitlines(), 1) if "precision: half" in ln)
     assert f"bp.yaml:{line}:" in err and "precision" in err and "mixed_bfloat16" in err, err
+
+
+@pytest.mark.parametrize("name", ["mmoe", "ple", "pepnet", "m2m", "star"])
+def test_mixed_model_reloads_with_every_sublayer_policy_and_identical_predictions(name, tmp_path):
+    """Sub-layers made in ``build()`` take their parent's policy, not the global one at load time
+    (which is float32): otherwise a reloaded mixed model computes in other dtypes."""
+    from composer import load_model
+
+    data = "synthetic-msl:rows=2000" if name in ("pepnet", "m2m", "star") else DATA
+    exp = training.prepare(str(ROOT / "blueprints" / f"{name}.yaml"), data=data,
+                           training={"precision": "mixed_bfloat16"})
+    x, _, _ = exp.arrays("test")
+    expected = exp.model.predict(x, verbose=0)
+    exp.model.save(tmp_path / "m.keras")
+    again = load_model(str(tmp_path / "m.keras"))
+    policies = {l.path: l.dtype_policy.name for l in exp.model._flatten_layers(include_self=False)}
+    reloaded = {l.path: l.dtype_policy.name for l in again._flatten_layers(include_self=False)}
+    assert reloaded == policies
+    got = again.predict(x, verbose=0)
+    for task in exp.tasks:
+        np.testing.assert_array_equal(np.asarray(got[task]), np.asarray(expected[task]))

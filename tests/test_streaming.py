@@ -340,3 +340,27 @@ def test_stream_flag_with_a_built_in_dataset_exits_2(capsys):
 
     assert main(["train", BLUEPRINT, "--data", "synthetic", "--stream"]) == 2
     assert "cannot be streamed" in capsys.readouterr().err
+
+
+def test_an_unmatched_quote_is_reported_not_read_to_the_end_of_the_file(tmp_path):
+    """A '"' inside an unquoted value makes every later newline look quoted; the reader stops
+    after ROW_LIMIT_BLOCKS blocks with the line, instead of holding the rest of the file."""
+    from composer.data.errors import DataError
+    from composer.data.streaming import ROW_LIMIT_BLOCKS, _byte_chunks
+
+    rows = [f"{i},item {i},1" for i in range(2000)]
+    rows[10] = '10,12" screen,1'
+    path = tmp_path / "quote.csv"
+    path.write_text("id,name,click\n" + "\n".join(rows) + "\n")
+    block = 256
+    chunks = []
+    with pytest.raises(DataError) as err:
+        for first, chunk in _byte_chunks(str(path), block):
+            chunks.append(chunk)
+    assert "unmatched" in str(err.value) and err.value.location.line == 2 + sum(c.count(b"\n") for c in chunks)
+    assert len(b"".join(chunks)) < ROW_LIMIT_BLOCKS * block * 2  # stopped early, not at the end
+
+    ok = tmp_path / "ok.csv"  # the same file quoted properly streams whole
+    rows[10] = '10,"12"" screen",1'
+    ok.write_text("id,name,click\n" + "\n".join(rows) + "\n")
+    assert sum(c.count(b"\n") for _, c in _byte_chunks(str(ok), block)) == 2000

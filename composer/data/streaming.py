@@ -142,6 +142,10 @@ def _row_end(buf: bytes) -> int:
     return end + 1
 
 
+# A row may span this many blocks before streaming gives up on finding its end (memory bound).
+ROW_LIMIT_BLOCKS = 8
+
+
 def _byte_chunks(path: str, block: int):
     """(first line number, bytes) of the data rows, about ``block`` bytes at a time, each cut at a
     row's end. Read by this loop alone, so memory holds one chunk (pyarrow's streaming CSV reader
@@ -160,7 +164,15 @@ def _byte_chunks(path: str, block: int):
             if not buf:
                 return
             cut = len(buf) if not data else _row_end(buf)
-            if cut == 0:  # a row longer than the block: read on
+            if cut == 0:  # a row longer than the block: read on, but not without bound
+                if len(buf) > ROW_LIMIT_BLOCKS * block:
+                    raise DataError(
+                        f"no row ends within {len(buf) >> 20} MB after line {first}: streaming cuts "
+                        f"the file at newlines outside double quotes, and an unmatched '\"' (e.g. "
+                        f"12\" screen in an unquoted value) makes every later newline look quoted",
+                        location=Location(path, first),
+                        hint="quote values that contain '\"' (and double it inside), or train in "
+                        "memory without --stream")
                 rest = buf
                 continue
             chunk, rest = buf[:cut], buf[cut:]

@@ -44,14 +44,14 @@ class MLP(keras.layers.Layer):
             steps = []
             if plain:
                 steps.append(keras.layers.Dense(width, activation=self.output_activation,
-                                                kernel_regularizer=reg, name=f"dense_{i}"))
+                                                kernel_regularizer=reg, dtype=self.dtype_policy, name=f"dense_{i}"))
             else:
-                steps.append(keras.layers.Dense(width, kernel_regularizer=reg, name=f"dense_{i}"))
+                steps.append(keras.layers.Dense(width, kernel_regularizer=reg, dtype=self.dtype_policy, name=f"dense_{i}"))
                 if self.batch_norm:
-                    steps.append(keras.layers.BatchNormalization(name=f"batch_norm_{i}"))
-                steps.append(keras.layers.Activation(self.activation, name=f"activation_{i}"))
+                    steps.append(keras.layers.BatchNormalization(dtype=self.dtype_policy, name=f"batch_norm_{i}"))
+                steps.append(keras.layers.Activation(self.activation, dtype=self.dtype_policy, name=f"activation_{i}"))
                 if self.dropout:
-                    steps.append(keras.layers.Dropout(self.dropout, name=f"dropout_{i}"))
+                    steps.append(keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name=f"dropout_{i}"))
             for step in steps:
                 step.build(shape)
                 shape = step.compute_output_shape(shape)

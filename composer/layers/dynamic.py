@@ -51,8 +51,8 @@ class GateNU(keras.layers.Layer):
 
     def build(self, input_shape):
         d = _width(input_shape)
-        self._hidden = _built(keras.layers.Dense(self.hidden, activation="relu", name="hidden"), (None, d))
-        self._scale = _built(keras.layers.Dense(self.units, name="scale"), (None, self.hidden))
+        self._hidden = _built(keras.layers.Dense(self.hidden, activation="relu", dtype=self.dtype_policy, name="hidden"), (None, d))
+        self._scale = _built(keras.layers.Dense(self.units, dtype=self.dtype_policy, name="scale"), (None, self.hidden))
 
     def call(self, x):
         if isinstance(x, (list, tuple)):
@@ -94,7 +94,7 @@ class EPNet(keras.layers.Layer):
     def build(self, input_shape):
         domain, emb = input_shape
         d = int(emb[-1])
-        self._gate = _built(GateNU(d, hidden=self.hidden or d, gamma=self.gamma, name="gate"),
+        self._gate = _built(GateNU(d, hidden=self.hidden or d, gamma=self.gamma, dtype=self.dtype_policy, name="gate"),
                             (None, int(domain[-1]) + d))
 
     def call(self, inputs):
@@ -149,12 +149,12 @@ class PPNetTower(keras.layers.Layer):
         prev = int(x[-1])
         for i, width in enumerate(self.units):
             self._dense.append(_built(keras.layers.Dense(width, activation=self.activation,
-                                                         name=f"dense_{i}"), (None, prev)))
+                                                         dtype=self.dtype_policy, name=f"dense_{i}"), (None, prev)))
             self._gates.append(_built(GateNU(width, hidden=self.gate_hidden or width, gamma=self.gamma,
-                                             name=f"gate_{i}"), (None, gate_in)))
+                                             dtype=self.dtype_policy, name=f"gate_{i}"), (None, gate_in)))
             prev = width
-        self._drop = keras.layers.Dropout(self.dropout, name="dropout") if self.dropout else None
-        self._logit = _built(keras.layers.Dense(1, name="logit"), (None, prev))
+        self._drop = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name="dropout") if self.dropout else None
+        self._logit = _built(keras.layers.Dense(1, dtype=self.dtype_policy, name="logit"), (None, prev))
 
     def call(self, inputs, training=None):
         persona, x = inputs
@@ -229,7 +229,7 @@ class APG(keras.layers.Layer):
                                                         initializer="glorot_uniform")
                                   for name, shape in shapes.items()})
             self.biases.append(self.add_weight(name=f"bias_{i}", shape=(width,), initializer="zeros"))
-            gen = MLP([*self.generator_hidden, k * k], output_activation="linear", name=f"generator_{i}")
+            gen = MLP([*self.generator_hidden, k * k], output_activation="linear", dtype=self.dtype_policy, name=f"generator_{i}")
             self._generators.append(_built(gen, (None, prev if self.self_condition else cond)))
             # S starts near the identity (W = U V, a plain low-rank layer), not near zero, where
             # the layer would pass no signal and U, V would get no gradient
@@ -304,7 +304,7 @@ class DynamicMLP(keras.layers.Layer):
         cond, x = input_shape
         self._sizes = self._layout(int(x[-1]))
         total = sum(i * o + o for i, o in self._sizes)
-        self._generator = _built(keras.layers.Dense(total, name="generator"), (None, int(cond[-1])))
+        self._generator = _built(keras.layers.Dense(total, dtype=self.dtype_policy, name="generator"), (None, int(cond[-1])))
         # the generator's bias starts as a Glorot-initialised MLP (zero biases): the generated
         # layers start at a usable scale and the condition perturbs them, instead of starting
         # near zero (a condition of small embeddings times a small kernel)
@@ -371,7 +371,7 @@ class MetaAttention(keras.layers.Layer):
         self.task_embedding = self.add_weight(name="task_embedding", shape=(self.task_dim,),
                                               initializer="random_normal")
         self._meta = _built(DynamicMLP([*self.units, 1], activation=self.activation,
-                                       output_activation="linear", name="meta_unit"),
+                                       output_activation="linear", dtype=self.dtype_policy, name="meta_unit"),
                             [tuple(scenario), (None, experts[1], int(experts[-1]) + self.task_dim)])
 
     def call(self, inputs):
@@ -416,9 +416,9 @@ class MetaTower(keras.layers.Layer):
     def build(self, input_shape):
         x, scenario = input_shape
         d = int(x[-1])
-        self._metas = [_built(DynamicMLP([d], activation=self.activation, name=f"meta_unit_{i}"),
+        self._metas = [_built(DynamicMLP([d], activation=self.activation, dtype=self.dtype_policy, name=f"meta_unit_{i}"),
                               [tuple(scenario), (None, d)]) for i in range(self.layers)]
-        self._logit = _built(keras.layers.Dense(1, name="logit"), (None, d))
+        self._logit = _built(keras.layers.Dense(1, dtype=self.dtype_policy, name="logit"), (None, d))
 
     def call(self, inputs):
         h, scenario = inputs

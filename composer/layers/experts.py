@@ -45,12 +45,12 @@ class ExpertPool(keras.layers.Layer):
     def build(self, input_shape):
         d = int(input_shape[-1])
         self._act = keras.activations.get(self.activation)
-        self._drop = keras.layers.Dropout(self.dropout, name="dropout") if self.dropout else None
+        self._drop = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name="dropout") if self.dropout else None
         if self.implementation == "stacks":
             self._stacks = []
             for k in range(self.experts):
                 mlp = MLP(self.units, activation=self.activation, dropout=self.dropout,
-                          name=f"expert_{k}")
+                          dtype=self.dtype_policy, name=f"expert_{k}")
                 mlp.build((None, d))
                 self._stacks.append(mlp)
             return
@@ -106,7 +106,7 @@ class Gate(keras.layers.Layer):
 
     def build(self, input_shape):
         self._mlp = MLP([*self.hidden, self.experts], activation="relu", output_activation="linear",
-                        name="logits")
+                        dtype=self.dtype_policy, name="logits")
         self._mlp.build(input_shape)
 
     def call(self, x, training=None):

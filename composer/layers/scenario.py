@@ -274,9 +274,9 @@ class Lhuc(keras.layers.Layer):
     def build(self, input_shape):
         x_shape, c_shape = input_shape
         scales = x_shape[1]
-        self._generator = [keras.layers.Dense(u, activation="relu", name=f"hidden_{i}")
+        self._generator = [keras.layers.Dense(u, activation="relu", dtype=self.dtype_policy, name=f"hidden_{i}")
                         for i, u in enumerate(self.hidden)]
-        self._generator.append(keras.layers.Dense(scales, name="scales"))
+        self._generator.append(keras.layers.Dense(scales, dtype=self.dtype_policy, name="scales"))
         shape = tuple(c_shape)
         for layer in self._generator:
             layer.build(shape)
