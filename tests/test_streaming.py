@@ -364,3 +364,17 @@ def test_an_unmatched_quote_is_reported_not_read_to_the_end_of_the_file(tmp_path
     rows[10] = '10,"12"" screen",1'
     ok.write_text("id,name,click\n" + "\n".join(rows) + "\n")
     assert sum(c.count(b"\n") for _, c in _byte_chunks(str(ok), block)) == 2000
+
+
+def test_true_false_labels_stream_as_they_load_in_memory(tmp_path):
+    """pandas reads a CSV column of True/False as bool; a streamed chunk reaches the label check
+    as text. Both must give the same 0/1 labels."""
+    frame = clicks(600)
+    frame["click"] = frame["click"].map({1: "True", 0: "False"})
+    spec = write(tmp_path, frame)
+    whole = registry.load(spec)
+    assert set(whole.frame["click"].unique()) == {0, 1}
+    for part in ("train", "valid", "test"):
+        rows, _, _ = streamed(spec, part)
+        np.testing.assert_array_equal(rows["click"].to_numpy(), whole.part(part).frame["click"].to_numpy())
+        np.testing.assert_array_equal(rows["click"].to_numpy(), (frame.loc[rows["serial"].astype(int), "click"] == "True").astype(int).to_numpy())

@@ -144,7 +144,13 @@ class Table:
         s = self.frame[col]
         if pd.api.types.is_bool_dtype(s):
             return s.astype("int64")
-        out = s.astype("float64") if pd.api.types.is_numeric_dtype(s) else pd.to_numeric(s, errors="coerce")
+        if pd.api.types.is_numeric_dtype(s):
+            out = s.astype("float64")
+        else:  # text: numbers, or True/False as pandas reads a whole column of them (a streamed
+            # chunk arrives as text, so the two paths must agree)
+            words = s.astype("string").str.strip().str.lower()
+            out = pd.to_numeric(s, errors="coerce").mask(words.eq("true").fillna(False), 1.0)
+            out = out.mask(words.eq("false").fillna(False), 0.0)
         absent = s.isna().to_numpy()
         binary = out.isin([0, 1]).to_numpy()
         bad = ~binary & ~absent
