@@ -212,13 +212,10 @@ class Parallel:
         return contextlib.nullcontext()
 
     def trainer(self, trainer_cls, *args, **kwargs):
-        """``trainer_cls(*args, **kwargs)`` built in this engine's scope. Under MirroredStrategy
-        each replica's loss is divided by the number of replicas: tf.distribute sums the
-        replicas' gradients (the convention Keras's own losses follow), and PlanTrainer's
-        ``compute_loss`` returns the replica's own mean, which its logged metrics keep."""
-        cls = _per_replica_loss(trainer_cls) if self._strategy is not None else trainer_cls
+        """``trainer_cls(*args, **kwargs)`` built in this engine's scope (under MirroredStrategy,
+        PlanTrainer divides each replica's loss by the replica count itself)."""
         with self.scope():
-            return cls(*args, **kwargs)
+            return trainer_cls(*args, **kwargs)
 
     def round_up(self, batch_size: int) -> int:
         """The nearest batch size at or above ``batch_size`` that splits over the devices."""
@@ -277,19 +274,6 @@ class Parallel:
         from jax.experimental import multihost_utils
 
         return [float(v) for v in multihost_utils.broadcast_one_to_all(np.asarray(values, dtype="float64"))]
-
-
-@functools.cache
-def _per_replica_loss(trainer_cls):
-    class PerReplicaLoss(trainer_cls):
-        def compute_loss(self, *args, **kwargs):
-            import tensorflow as tf
-
-            total = super().compute_loss(*args, **kwargs)
-            return total / tf.distribute.get_strategy().num_replicas_in_sync
-
-    PerReplicaLoss.__name__ = f"{trainer_cls.__name__}PerReplicaLoss"
-    return PerReplicaLoss
 
 
 @contextlib.contextmanager

@@ -33,6 +33,18 @@ def check_backend(fusion: str) -> None:
             f"fusion run on every backend", key="loss.fusion")
 
 
+def _per_replica(total):
+    """The loss a replica differentiates: under TensorFlow's MirroredStrategy the replicas'
+    gradients are summed, so each replica's mean is divided by their count (Keras's own losses
+    do the same); the identity on one device and on every other backend."""
+    if keras.backend.backend() != "tensorflow":
+        return total
+    import tensorflow as tf
+
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return total / replicas if replicas > 1 else total
+
+
 class PlanTrainer(keras.Model):
     def __init__(self, net, plan, shared_layers=(), **kwargs):
         check_backend(plan.fusion)
@@ -97,8 +109,8 @@ class PlanTrainer(keras.Model):
         total = self.fuse(losses)
         if self.net.losses:
             total = total + ops.sum(ops.stack(self.net.losses))
-        self._track(total, losses)
-        return total
+        self._track(total, losses)  # the replica's own mean, as logged
+        return _per_replica(total)
 
     def _track(self, total, losses):
         self.trackers["loss"].update_state(total)

@@ -196,17 +196,13 @@ def _callbacks(exp: Experiment, x_valid, y_valid, w_valid):
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
-            if exp.parallel:
-                pred = exp.parallel.predict(exp.model, x_valid)
-            else:
-                pred = self.model.predict(x_valid, batch_size=8192, verbose=0)
+            pred = exp.parallel.predict(exp.model, x_valid)  # on this process alone
             values = []
             for task in exp.tasks:
                 keep = w_valid[task] > 0
                 value = auc(y_valid[task][keep, 0], np.asarray(pred[task])[keep, 0])
                 values.append(float("nan") if value is None else value)
-            if exp.parallel:
-                values = exp.parallel.agree(values)
+            values = exp.parallel.agree(values)  # every process stops at the same epoch
             for task, value in zip(exp.tasks, values):
                 logs[f"val_auc_{task}"] = value
             known = [v for v in values if not np.isnan(v)]
@@ -227,7 +223,8 @@ def fit(exp: Experiment, verbose: int = 1, epochs: int | None = None, batch_size
         return fit_streaming(exp, verbose, epochs, batch_size)
     training = exp.bp.training
     batch_size = batch_size or training.batch_size
-    trainer, parallel = start_training(exp)
+    trainer = start_training(exp)
+    parallel = exp.parallel
     parallel.check_batch_size(batch_size, rows=exp.dataset.counts()["train"])
     x, y, w = exp.arrays("train")
     xv, yv, wv = exp.arrays("valid")
@@ -242,34 +239,36 @@ def fit(exp: Experiment, verbose: int = 1, epochs: int | None = None, batch_size
     with parallel.scope():
         history = trainer.fit(epochs=epochs or training.epochs, verbose=verbose,
                               callbacks=_callbacks(exp, xv, yv, wv), **kwargs)
-    finish_training(exp, history, time.perf_counter() - t0, len(next(iter(x.values()))), parallel)
+    finish_training(exp, history, time.perf_counter() - t0, len(next(iter(x.values()))))
     return history
 
 
 def start_training(exp: Experiment):
     """The seeded trainer (``PlanTrainer``), compiled with the blueprint's optimizer in the
-    distribution's scope, and that ``Parallel``; shared by in-memory and streamed ``fit``."""
+    distribution's scope; shared by in-memory and streamed ``fit``. Sets ``exp.parallel`` (one
+    device when ``prepare`` did not set it) and ``exp.trainer``."""
     import keras
 
     from .distributed import Parallel
     from .fusion import PlanTrainer
 
     keras.utils.set_random_seed(exp.bp.training.seed)
-    parallel = exp.parallel if exp.parallel is not None else Parallel()
-    trainer = parallel.trainer(PlanTrainer, exp.model, exp.plan, shared_layers=_shared_layers(exp))
-    with parallel.scope():
+    if exp.parallel is None:
+        exp.parallel = Parallel()
+    trainer = exp.parallel.trainer(PlanTrainer, exp.model, exp.plan, shared_layers=_shared_layers(exp))
+    with exp.parallel.scope():
         trainer.compile(optimizer=_optimizer(exp.bp.training))
     exp.trainer = trainer
-    return trainer, parallel
+    return trainer
 
 
-def finish_training(exp: Experiment, history, seconds: float, train_rows: int, parallel) -> None:
+def finish_training(exp: Experiment, history, seconds: float, train_rows: int) -> None:
     """Timings and task weights of a finished ``fit``; the model made local to this process."""
     exp.timings["train_s"] = seconds
     exp.timings["epochs_run"] = len(history.history.get("loss", []))
     exp.timings["train_examples_per_s"] = train_rows * exp.timings["epochs_run"] / seconds
     exp.task_weights = exp.trainer.task_weight_values()
-    exp.model = parallel.host_model(exp.model)  # predict, report and save on this process alone
+    exp.model = exp.parallel.host_model(exp.model)  # predict, report and save on this process alone
 
 
 def _shared_layers(exp):

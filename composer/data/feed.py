@@ -262,7 +262,7 @@ def fit_streaming(exp, verbose: int = 1, epochs: int | None = None, batch_size: 
         raise BlueprintError("streaming trains on one device", key="training.distribution",
                              hint="set distribution: none, or train in memory")
     batch_size = batch_size or training.batch_size
-    trainer, parallel = start_training(exp)
+    trainer = start_training(exp)
     counts = exp.dataset.counts()
     train = StreamBatches(lambda: packed(exp, "train"), counts["train"], batch_size,
                           shuffle_rows=training.shuffle_buffer, seed=training.seed)
@@ -281,7 +281,7 @@ def fit_streaming(exp, verbose: int = 1, epochs: int | None = None, batch_size: 
     finally:
         for feed in feeds:
             feed.close()
-    finish_training(exp, history, time.perf_counter() - t0, counts["train"], parallel)
+    finish_training(exp, history, time.perf_counter() - t0, counts["train"])
     exp.timings["stream_rows_per_epoch"] = list(train.rows_per_pass)
     exp.timings["input_wait"] = history.history.get("input_wait", [])
     return history
