@@ -11,16 +11,15 @@ from dataclasses import dataclass, field
 
 
 @dataclass
-class Run:
-    """One contender: a compiled model and the arrays it trains on."""
+class Timed:
+    """What every contender records: its repetitions' wall seconds and losses over ``examples``
+    examples each. A contender adds ``warm_up(steps, batch_size)`` and
+    ``epoch(batch_size) -> (seconds, loss)``; ``warm_up`` and ``alternate`` below drive them."""
 
     name: str
-    model: object
-    x: object
-    y: object
     examples: int
-    seconds: list[float] = field(default_factory=list)
-    losses: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list, kw_only=True)
+    losses: list[float] = field(default_factory=list, kw_only=True)
 
     @property
     def rates(self) -> list[float]:
@@ -33,6 +32,28 @@ class Run:
     @property
     def spread(self) -> str:
         return f"{rate(min(self.rates))}..{rate(max(self.rates))}"
+
+
+class Run(Timed):
+    """One Keras contender: a compiled model and the arrays it trains on."""
+
+    def __init__(self, name, model, x, y, examples):
+        super().__init__(name, examples)
+        self.model, self.x, self.y = model, x, y
+
+    def warm_up(self, steps: int, batch_size: int) -> None:
+        """One untimed ``fit`` of ``steps`` steps: traces (with XLA, compiles) the train function,
+        which later ``fit`` calls reuse."""
+        import keras
+
+        def head(a):
+            return a[:steps * batch_size]
+
+        fit_once(self.model, keras.tree.map_structure(head, self.x),
+                 keras.tree.map_structure(head, self.y), batch_size)
+
+    def epoch(self, batch_size: int) -> tuple[float, float]:
+        return fit_once(self.model, self.x, self.y, batch_size)
 
 
 def fit_once(model, x, y, batch_size: int) -> tuple[float, float]:
@@ -63,25 +84,22 @@ def paired_ratio(a: Run, b: Run) -> float:
     return statistics.median(ra / rb for ra, rb in zip(a.rates, b.rates))
 
 
-def warm_up(runs: list[Run], steps: int, batch_size: int) -> None:
-    """One untimed ``fit`` of ``steps`` steps per run: traces (with XLA, compiles) the train
-    function, which later ``fit`` calls reuse."""
-    import keras
-
-    def head(a):
-        return a[:steps * batch_size]
-
+def warm_up(runs: list[Timed], steps: int, batch_size: int) -> dict[str, float]:
+    """Each run's untimed warm-up, in turn; returns the wall seconds each took."""
+    seconds = {}
     for run in runs:
-        fit_once(run.model, keras.tree.map_structure(head, run.x),
-                 keras.tree.map_structure(head, run.y), batch_size)
+        start = time.perf_counter()
+        run.warm_up(steps, batch_size)
+        seconds[run.name] = time.perf_counter() - start
+    return seconds
 
 
-def alternate(runs: list[Run], reps: int, batch_size: int) -> None:
+def alternate(runs: list[Timed], reps: int, batch_size: int) -> None:
     """Times ``reps`` epochs of every run, interleaved so drift of the machine (thermal state,
     other processes) hits all of them alike; the order flips every repetition (ABBA...)."""
     for rep in range(reps):
         for run in (runs if rep % 2 == 0 else runs[::-1]):
-            seconds, loss = fit_once(run.model, run.x, run.y, batch_size)
+            seconds, loss = run.epoch(batch_size)
             run.seconds.append(seconds)
             run.losses.append(loss)
 

@@ -28,7 +28,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -96,14 +95,13 @@ def handwritten_mmoe(layout, tasks, experts, units, tower):
 
 def child(args):
     """One backend's run: every contender at every batch size; prints one RESULT line (JSON)."""
-    import statistics
 
     import keras
     from tabulate import tabulate  # noqa: F401  (fail early, as the parent does)
 
     sys.path.insert(0, str(HERE))
     sys.path.insert(0, str(HERE.parent))
-    from _timing import Run, fit_once, paired_ratio, param_counts
+    from _timing import Run, alternate, paired_ratio, param_counts, warm_up
     from composer.compiler import compile_graph
     from mmoe_vs_funrec import composer_graph, mmoe_settings, synthetic
 
@@ -111,19 +109,6 @@ def child(args):
     tasks, settings = graph.blueprint.task_names, mmoe_settings(graph)
     lr = graph.blueprint.training.learning_rate
     with_torch = keras.backend.backend() == "torch" and not args.no_torch_models
-
-    def warm(run, batch):
-        if isinstance(run, Run):  # one untimed fit: traces the train function
-            head = lambda a: a[:args.warmup_steps * batch]  # noqa: E731
-            fit_once(run.model, keras.tree.map_structure(head, run.x),
-                     keras.tree.map_structure(head, run.y), batch)
-        else:
-            run.warm_up(args.warmup_steps, batch)
-
-    def epoch(run, batch):
-        if isinstance(run, Run):
-            return fit_once(run.model, run.x, run.y, batch)
-        return run.epoch(batch)
 
     results = []
     for batch in [int(b) for b in args.batch_sizes.split(",")]:
@@ -147,19 +132,11 @@ def child(args):
             more, missing = torch_runs(graph.layout, tasks, settings, packed, labels, n, args.seed)
             runs += more
             params.update({run.name: run.params for run in more})
-        warmup = {}
-        for run in runs:
-            start = time.perf_counter()
-            warm(run, batch)
-            warmup[run.name] = time.perf_counter() - start
-        for rep in range(args.reps):  # all contenders in turn, the order flipped every repetition
-            for run in (runs if rep % 2 == 0 else runs[::-1]):
-                seconds, loss = epoch(run, batch)
-                run.seconds.append(seconds)
-                run.losses.append(loss)
+        warmup = warm_up(runs, args.warmup_steps, batch)
+        alternate(runs, args.reps, batch)  # all contenders in turn, the order flipped every repetition
         results.append({"backend": keras.backend.backend(), "batch": batch, "missing": missing,
                         "models": [{"name": run.name, "rates": run.rates, "loss": run.losses[-1],
-                                    "median": statistics.median(run.rates),
+                                    "median": run.median_rate,
                                     "ratio": paired_ratio(run, runs[1]), "params": params[run.name],
                                     "warmup": warmup[run.name]}
                                    for run in runs]})

@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from _timing import Timed  # bench/ is on sys.path: run as a script, or by backends_mmoe8.py
 
 HERE = Path(__file__).resolve().parent
 LEARNING_RATE = 1e-3
@@ -106,23 +107,14 @@ class RechubLoss(nn.Module):
         return sum(F.binary_cross_entropy(probs[:, t], labels[:, t]) for t in range(labels.shape[1]))
 
 
-@dataclass
-class LoopRun:
+class LoopRun(Timed):
     """One PyTorch contender: a module returning the loss, its optimizer, and the whole data as
     tensors; ``batch(idx)`` gathers the loss module's arguments for the rows ``idx``."""
 
-    name: str
-    loss: nn.Module
-    optimizer: torch.optim.Optimizer
-    batch: object
-    examples: int
-    params: int
-    seconds: list[float] = field(default_factory=list)
-    losses: list[float] = field(default_factory=list)
-
-    @property
-    def rates(self) -> list[float]:
-        return [self.examples / s for s in self.seconds]
+    def __init__(self, name, loss: nn.Module, optimizer: torch.optim.Optimizer, batch, examples: int,
+                 params: int):
+        super().__init__(name, examples)
+        self.loss, self.optimizer, self.batch, self.params = loss, optimizer, batch, params
 
     def _steps(self, order: torch.Tensor, batch_size: int) -> float:
         total = torch.zeros(())
