@@ -245,6 +245,16 @@ def _cell(lines, row, col, value):
     lines[row + 1] = ",".join(fields)
 
 
+def same_error(spec) -> DataError:
+    """The error of loading ``spec`` whole, checked to be the one streaming it in chunks gives."""
+    with pytest.raises(DataError) as whole:
+        registry.load(spec)
+    with pytest.raises(DataError) as chunked:
+        open_stream(spec, chunk_rows=100)
+    assert str(chunked.value) == str(whole.value)
+    return whole.value
+
+
 BAD = {
     "not a number": lambda ls: _cell(ls, 1500, "x2", "abc"),
     "infinite": lambda ls: _cell(ls, 1400, "x2", "inf"),
@@ -260,32 +270,20 @@ BAD = {
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_rows_are_reported_as_in_memory(tmp_path, case):
     spec = _bad_csv(tmp_path, BAD[case])
-    with pytest.raises(DataError) as whole:
-        registry.load(spec)
-    with pytest.raises(DataError) as chunked:
-        open_stream(spec, chunk_rows=100)
-    assert str(chunked.value) == str(whole.value)
-    assert whole.value.location.line is not None and whole.value.location.line > 100  # a later chunk
+    error = same_error(spec)
+    assert error.location.line is not None and error.location.line > 100  # a later chunk
 
 
 def test_unknown_split_value_is_reported_as_in_memory(tmp_path):
     spec = _bad_csv(tmp_path, lambda ls: _cell(ls, 1300, "split", "tset"), split="column")
-    with pytest.raises(DataError) as whole:
-        registry.load(spec)
-    with pytest.raises(DataError) as chunked:
-        open_stream(spec, chunk_rows=100)
-    assert str(chunked.value) == str(whole.value) and ":1302:" in str(chunked.value)
+    assert ":1302:" in str(same_error(spec))
 
 
 def test_bad_parquet_cell_is_reported_with_its_row(tmp_path):
     frame = clicks(2000)
     frame.loc[1600, "click"] = 3
     spec = write(tmp_path, frame, "parquet")
-    with pytest.raises(DataError) as whole:
-        registry.load(spec)
-    with pytest.raises(DataError) as chunked:
-        open_stream(spec, chunk_rows=100)
-    assert str(chunked.value) == str(whole.value) and "row 1601" in str(chunked.value)
+    assert "row 1601" in str(same_error(spec))
 
 
 def test_several_bad_rows_in_a_chunk_are_counted_there(tmp_path):
