@@ -56,12 +56,15 @@ class Run(Timed):
         return fit_once(self.model, self.x, self.y, batch_size)
 
 
-def fit_once(model, x, y, batch_size: int) -> tuple[float, float]:
+def fit_once(model, x, y, batch_size: int, sample_weight=None) -> tuple[float, float]:
     """One ``fit`` epoch over ``x``: wall seconds from the start of its first step to the end
-    of its last, and the epoch's mean training loss.
+    of the epoch, and the epoch's mean training loss.
 
-    The clock leaves out what ``fit`` does once per call (wrapping the arrays in a dataset,
-    callbacks): a real epoch amortises that over thousands of steps, a timed one over a few dozen.
+    The clock leaves out what ``fit`` does once per call before its first step (wrapping the
+    arrays in a dataset): a real epoch amortises that over thousands of steps, a timed one over a
+    few dozen. It stops at ``on_epoch_end``, not at the last ``on_train_batch_end``: on a GPU
+    the steps are dispatched asynchronously (and Keras may run batch-end callbacks on a thread),
+    so the last step has surely run only once ``fit`` has read the epoch's metrics back.
     """
     import keras
 
@@ -70,11 +73,12 @@ def fit_once(model, x, y, batch_size: int) -> tuple[float, float]:
             if batch == 0:
                 self.start = time.perf_counter()
 
-        def on_train_batch_end(self, batch, logs=None):
+        def on_epoch_end(self, epoch, logs=None):
             self.end = time.perf_counter()
 
     steps = Steps()
-    history = model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, callbacks=[steps])
+    history = model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, callbacks=[steps],
+                        sample_weight=sample_weight)
     return steps.end - steps.start, float(history.history["loss"][-1])
 
 

@@ -46,6 +46,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=2018)
     p.add_argument("--no-torch-models", action="store_true",
                    help="under the torch backend, leave out the PyTorch models of torch_mmoe8.py")
+    p.add_argument("--both-lowerings", action="store_true",
+                   help="add a contender: the blueprint with the expert lowering that 'auto' does "
+                        "not pick on this device (stacks <-> einsum)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -93,6 +96,42 @@ def handwritten_mmoe(layout, tasks, experts, units, tower):
     return Net()
 
 
+def other_lowering(graph, lowering: str, seed: int):
+    """The blueprint compiled with every expert pool's ``auto`` resolved to ``lowering``."""
+    import keras
+
+    from composer.blocks import experts
+    from composer.compiler import compile_graph
+
+    saved = dict(experts.AUTO_LOWERING)
+    experts.AUTO_LOWERING.update(cpu=lowering, accelerator=lowering)
+    try:
+        keras.utils.set_random_seed(seed)
+        return compile_graph(graph)
+    finally:
+        experts.AUTO_LOWERING.update(saved)
+
+
+def device_name() -> str:
+    """What the Keras backend of this process computes on, e.g. ``gpu NVIDIA H200`` or ``cpu``."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        d = jax.devices()[0]
+        return d.platform if d.platform == "cpu" else f"{d.platform} {d.device_kind}"
+    if backend == "torch":
+        import torch
+
+        return f"gpu {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "cpu"
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"gpu {gpus[0].name}" if gpus else "cpu"
+
+
 def child(args):
     """One backend's run: every contender at every batch size; prints one RESULT line (JSON)."""
 
@@ -105,7 +144,10 @@ def child(args):
     from composer.compiler import compile_graph
     from mmoe_vs_funrec import composer_graph, mmoe_settings, synthetic
 
+    from composer.blocks.experts import auto_lowering
+
     graph = composer_graph(str(HERE / "mmoe8.yaml"), None)
+    other = "einsum" if auto_lowering() == "stacks" else "stacks"
     tasks, settings = graph.blueprint.task_names, mmoe_settings(graph)
     lr = graph.blueprint.training.learning_rate
     with_torch = keras.backend.backend() == "torch" and not args.no_torch_models
@@ -122,8 +164,12 @@ def child(args):
         for model in (ours, theirs):
             model.compile(optimizer=keras.optimizers.Adam(lr),
                           loss={t: "binary_crossentropy" for t in tasks})
-        runs = [Run("composer", ours, packed, labels, n),
+        runs = [Run(f"composer ({auto_lowering()})", ours, packed, labels, n),
                 Run("Keras hand-written", theirs, packed, labels, n)]
+        if args.both_lowerings:
+            runs.append(Run(f"composer ({other})", other_lowering(graph, other, args.seed), packed, labels, n))
+            runs[-1].model.compile(optimizer=keras.optimizers.Adam(lr),
+                                   loss={t: "binary_crossentropy" for t in tasks})
         params = {run.name: param_counts(run.model)[0] for run in runs}
         missing = {}
         if with_torch:
@@ -134,7 +180,8 @@ def child(args):
             params.update({run.name: run.params for run in more})
         warmup = warm_up(runs, args.warmup_steps, batch)
         alternate(runs, args.reps, batch)  # all contenders in turn, the order flipped every repetition
-        results.append({"backend": keras.backend.backend(), "batch": batch, "missing": missing,
+        results.append({"backend": keras.backend.backend(), "device": device_name(),
+                        "batch": batch, "missing": missing,
                         "models": [{"name": run.name, "rates": run.rates, "loss": run.losses[-1],
                                     "median": run.median_rate,
                                     "ratio": paired_ratio(run, runs[1]), "params": params[run.name],
@@ -152,13 +199,14 @@ def main(argv=None):
     def k(rate):
         return f"{rate / 1e6:.2f}M" if rate >= 1e6 else f"{rate / 1e3:.1f}k"
 
-    rows, steps_of = [], {}
+    rows, steps_of, devices, rate_of = [], {}, {}, {}
     for backend in args.backends.split(","):
         steps = steps_of[backend] = args.steps or DEFAULT_STEPS.get(backend, 6)
         env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
         cmd = [sys.executable, __file__, "--child", "--batch-sizes", args.batch_sizes, "--steps",
                str(steps), "--reps", str(args.reps), "--warmup-steps", str(args.warmup_steps),
-               "--seed", str(args.seed)] + (["--no-torch-models"] if args.no_torch_models else [])
+               "--seed", str(args.seed)] + (["--no-torch-models"] if args.no_torch_models else []) \
+            + (["--both-lowerings"] if args.both_lowerings else [])
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
         if proc.returncode or not lines:
@@ -166,8 +214,10 @@ def main(argv=None):
             rows.append([backend, "-", "failed: " + why, "", "", "", "", "", ""])
             continue
         for r in json.loads(lines[-1][7:]):
+            devices[backend] = r["device"]
             reference = r["models"][1]["params"]  # the hand-written Keras model
             for m in r["models"]:
+                rate_of[backend, r["batch"], m["name"]] = m["median"]
                 params = f"{m['params']:,}" + ("" if m["params"] == reference else " (differs)")
                 rows.append([backend, r["batch"], m["name"], k(m["median"]),
                              f"{k(min(m['rates']))}..{k(max(m['rates']))}", f"{m['ratio']:.2f}x",
@@ -175,13 +225,28 @@ def main(argv=None):
             for name, why in r["missing"].items():
                 rows.append([backend, r["batch"], name, "not installed", why[:100], "", "", "", ""])
     steps = ", ".join(f"{b} {n}" for b, n in steps_of.items())
+    where = ", ".join(f"{b} on {d}" for b, d in devices.items())
     print(f"MMoE-8 (bench/mmoe8.yaml), Adam; steps per repetition: {steps}; {args.reps} repetitions "
-          f"per model after {args.warmup_steps} warm-up steps; CPU, {os.cpu_count()} cores")
+          f"per model after {args.warmup_steps} warm-up steps; {os.cpu_count()} CPU cores; {where}")
     print(tabulate(rows, headers=["backend", "batch", "model", "median ex/s", "min..max",
                                   "vs hand-written Keras (paired)", "trainable params", "last loss",
                                   "warm-up s"],
                    colalign=("left", "right", "left", *["right"] * 6),
                    disable_numparse=True))
+    print(across_backends(rate_of))
+
+
+def across_backends(rate_of: dict) -> str:
+    """Composer on each Keras backend against torch.compile, per batch size: these ran in
+    different processes, one after the other, so the ratio is not paired."""
+    lines = []
+    for (backend, batch, name), compiled in sorted(rate_of.items()):
+        if name != "torch hand-written + compile":
+            continue
+        for (b, size, n), ours in sorted(rate_of.items()):
+            if n.startswith("composer") and size == batch:
+                lines.append(f"batch {batch}: {n} on {b} {ours / compiled:.2f}x torch.compile")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

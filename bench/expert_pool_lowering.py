@@ -6,8 +6,8 @@ The model around the pool is what an MMoE puts there: a softmax gate and the gat
 then one logit. Both lowerings train on the same random inputs (labels from a planted logistic
 rule) with Adam and ``model.fit``; repetitions alternate between the two, and the table reports
 the medians and the ratios. The blueprint option ``implementation: auto`` picks
-``composer.blocks.experts.AUTO_LOWERING``; the last line says whether this run's numbers
-support that choice.
+``composer.blocks.experts.AUTO_LOWERING`` for this run's device (CPU or accelerator); the last
+line says whether this run's numbers support that choice.
 
     python bench/expert_pool_lowering.py             # units [256, 128]
     python bench/expert_pool_lowering.py --small     # units [64, 32]
@@ -92,7 +92,9 @@ def conclusion(medians: dict[str, float], paired: dict[str, float], tie: float) 
                          ("unclear (medians and paired disagree)", unclear)):
         if group:
             parts.append(f"{label}: {', '.join(group)}")
-    from composer.blocks.experts import AUTO_LOWERING as auto
+    from composer.blocks.experts import auto_lowering
+
+    auto = auto_lowering()  # what `auto` picks on this run's device
 
     faster = {"einsum": einsum, "stacks": stacks}
     other = "einsum" if auto == "stacks" else "stacks"

@@ -20,7 +20,9 @@ in ``bench/`` that imports torch.
   embedding is one table per field, so it is not quite the same network: it has more parameters.
 
 Every loop shuffles the rows each epoch (``fit`` does too) and gathers each batch from tensors
-made once; Adam with the learning rate 0.001 throughout.
+made once; Adam with the learning rate 0.001 throughout. Where CUDA is available the modules and
+the whole data live on the GPU (Keras's torch backend puts its models there too), and each timed
+epoch ends with ``torch.cuda.synchronize``.
 
     python bench/torch_mmoe8.py           # = python bench/backends_mmoe8.py --backends torch
 """
@@ -39,6 +41,13 @@ from _timing import Timed  # bench/ is on sys.path: run as a script, or by backe
 
 HERE = Path(__file__).resolve().parent
 LEARNING_RATE = 1e-3
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def synchronize() -> None:
+    """Waits for the GPU's queued work, so a timed epoch ends when its last step has run."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
 
 
 class HandwrittenMMoE(nn.Module):
@@ -117,7 +126,7 @@ class LoopRun(Timed):
         self.loss, self.optimizer, self.batch, self.params = loss, optimizer, batch, params
 
     def _steps(self, order: torch.Tensor, batch_size: int) -> float:
-        total = torch.zeros(())
+        total = torch.zeros((), device=DEVICE)
         for start in range(0, len(order), batch_size):
             self.optimizer.zero_grad(set_to_none=True)
             loss = self.loss(*self.batch(order[start:start + batch_size]))
@@ -128,13 +137,15 @@ class LoopRun(Timed):
 
     def warm_up(self, steps: int, batch_size: int) -> None:
         """Untimed steps; with ``torch.compile`` these compile the forward and the backward."""
-        self._steps(torch.arange(steps * batch_size), batch_size)
+        self._steps(torch.arange(steps * batch_size, device=DEVICE), batch_size)
+        synchronize()
 
     def epoch(self, batch_size: int) -> tuple[float, float]:
         """One shuffled epoch: wall seconds of its steps, mean loss."""
-        order = torch.randperm(self.examples)
+        order = torch.randperm(self.examples, device=DEVICE)
+        synchronize()
         start = time.perf_counter()
-        loss = self._steps(order, batch_size)
+        loss = self._steps(order, batch_size)  # float(): waits for the last step
         return time.perf_counter() - start, loss
 
 
@@ -159,9 +170,9 @@ def torch_runs(layout, tasks, settings: dict, packed: dict, labels: dict, n: int
     """The PyTorch contenders on the benchmark's data: (runs, {name: why it is missing})."""
     torch._dynamo.reset()  # a fresh compile per batch size, static shapes
     (dim, names), = layout.categorical_by_dim.items()
-    ids = torch.from_numpy(packed[layout.input_name(dim)]).long()
-    numeric = torch.from_numpy(packed["numeric"])
-    y = torch.from_numpy(np.concatenate([labels[t] for t in tasks], 1))
+    ids = torch.from_numpy(packed[layout.input_name(dim)]).long().to(DEVICE)
+    numeric = torch.from_numpy(packed["numeric"]).to(DEVICE)
+    y = torch.from_numpy(np.concatenate([labels[t] for t in tasks], 1)).to(DEVICE)
     sizes = [layout.vocab_sizes[name] for name in names]
 
     def packed_batch(idx):
@@ -170,7 +181,7 @@ def torch_runs(layout, tasks, settings: dict, packed: dict, labels: dict, n: int
     runs, missing = [], {}
     for name, compiled in (("torch hand-written", False), ("torch hand-written + compile", True)):
         torch.manual_seed(seed)
-        model = HandwrittenMMoE(sizes, dim, numeric.shape[1], len(tasks), **settings)
+        model = HandwrittenMMoE(sizes, dim, numeric.shape[1], len(tasks), **settings).to(DEVICE)
         loss = HandwrittenLoss(model)
         runs.append(LoopRun(name, torch.compile(loss) if compiled else loss,
                             torch.optim.Adam(model.parameters(), lr=LEARNING_RATE),
@@ -178,7 +189,7 @@ def torch_runs(layout, tasks, settings: dict, packed: dict, labels: dict, n: int
 
     try:
         torch.manual_seed(seed)
-        model = rechub_mmoe(layout, tasks, **settings)
+        model = rechub_mmoe(layout, tasks, **settings).to(DEVICE)
     except Exception as e:  # not installed, or an import of one of its dependencies fails
         missing["torch-rechub MMOE"] = f"{type(e).__name__}: {e}"
     else:

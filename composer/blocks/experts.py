@@ -11,8 +11,15 @@ from .dense import Activation, Mlp
 from .registry import register
 
 
-# The lowering `implementation: auto` picks; bench/expert_pool_lowering.py checks it.
-AUTO_LOWERING = "stacks"
+# The lowering `implementation: auto` picks on a CPU and on an accelerator (GPU, TPU); measured
+# by bench/expert_pool_lowering.py and bench/backends_mmoe8.py --both-lowerings (bench/README.md).
+AUTO_LOWERING = {"cpu": "stacks", "accelerator": "einsum"}
+
+
+def auto_lowering() -> str:
+    from ..devices import on_accelerator
+
+    return AUTO_LOWERING["accelerator" if on_accelerator() else "cpu"]
 
 
 @register
@@ -20,9 +27,11 @@ class ExpertPool(Block):
     """K expert MLPs over one input, stacked as (K, units[-1]).
 
     ``implementation: stacks`` keeps K separate Dense stacks; ``einsum`` runs all experts as one
-    batched matmul per layer (kernels of shape (K, in, out)). ``auto`` picks stacks: in
-    ``bench/expert_pool_lowering.py`` on 2 CPU cores with TensorFlow, einsum trained at
-    0.62x-0.90x the speed of stacks for K in (4, 8), with and without XLA. Each expert gets its
+    batched matmul per layer (kernels of shape (K, in, out)). ``auto`` picks stacks on a CPU
+    and einsum on an accelerator: in ``bench/expert_pool_lowering.py`` on 2 CPU cores with
+    TensorFlow, einsum trained at 0.62x-0.90x the speed of stacks for K in (4, 8), with and
+    without XLA; on an H200 GPU (JAX), MMoE-8 with stacks trained at 0.84x-0.87x the speed of
+    the hand-written einsum model at batch 8192-32768 (bench/README.md). Each expert gets its
     own random initial weights, so experts start different."""
 
     type: Literal["expert_pool"] = "expert_pool"
@@ -33,7 +42,7 @@ class ExpertPool(Block):
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout after each expert layer.")
     implementation: Literal["auto", "einsum", "stacks"] = Field(
         "auto", description="stacks: K Dense stacks; einsum: one batched matmul per layer; auto: "
-        "stacks (faster on CPU in bench/expert_pool_lowering.py).")
+        "stacks on a CPU, einsum on a GPU or TPU (the faster of the two there, bench/README.md).")
     refs = ("input",)
     family = "experts"
     paper = "Jacobs et al., Adaptive Mixtures of Local Experts, Neural Computation 1991"
@@ -51,7 +60,7 @@ class ExpertPool(Block):
     def build(self, inputs, ctx):
         from ..layers.experts import ExpertPool as Layer
 
-        impl = AUTO_LOWERING if self.implementation == "auto" else self.implementation
+        impl = auto_lowering() if self.implementation == "auto" else self.implementation
         return Layer(experts=self.experts, units=list(self.units), activation=self.activation,
                      dropout=self.dropout, implementation=impl,
                      name=ctx.layer_name())(inputs["input"])

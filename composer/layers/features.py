@@ -37,12 +37,17 @@ class PackedEmbedding(keras.layers.Layer):
         self._rows = total
 
     def build(self, input_shape):
+        # autocast=False, as keras.layers.Embedding: under mixed precision the gather reads the
+        # float32 table and casts the rows it took. An autocast table would be cast whole to
+        # bfloat16 each step, and its gradient (a scatter-add of every looked-up row) summed in
+        # bfloat16, which GPUs do with slow emulated atomics: on an H200 that made PLE train 4.6x
+        # slower in mixed_bfloat16 than in float32 at batch 32768 (bench/README.md).
         self.embeddings = self.add_weight(name="embeddings", shape=(self._rows, self.dim),
-                                          initializer=self.embeddings_initializer)
+                                          initializer=self.embeddings_initializer, autocast=False)
 
     def call(self, ids):
         ids = ops.cast(ids, "int32") + ops.convert_to_tensor(self._offsets, dtype="int32")
-        return ops.take(self.embeddings, ids, axis=0)
+        return ops.cast(ops.take(self.embeddings, ids, axis=0), self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape, self.dim)

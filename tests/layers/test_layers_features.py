@@ -64,6 +64,36 @@ def test_packed_embedding_initializer_is_configurable():
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer.embeddings), 1.0)
 
 
+def test_packed_embedding_under_mixed_precision_gathers_from_the_float32_table():
+    """Under mixed_bfloat16 the lookup returns bfloat16 rows taken from the float32 table (not
+    from a bfloat16 copy of it), so the gradient's scatter-add runs in float32: on a GPU a
+    bfloat16 scatter-add into a small table is emulated and was 4.6x slower (bench/README.md).
+    Under JAX the traced gradient is checked for the dtype of its scatter-add."""
+    layer = PackedEmbedding(VOCABS, 4, dtype="mixed_bfloat16")
+    ids = _ids()
+    out = layer(ids)
+    assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
+    assert keras.backend.standardize_dtype(layer.embeddings.dtype) == "float32"
+    table = keras.ops.convert_to_numpy(layer.embeddings.value)
+    want = np.stack([table[ids[:, f] + sum(VOCABS[:f])] for f in range(len(VOCABS))], axis=1)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")),
+                                  keras.ops.convert_to_numpy(keras.ops.cast(
+                                      keras.ops.cast(want, "bfloat16"), "float32")))
+    if keras.backend.backend() == "jax":
+        import jax
+
+        inputs = keras.Input((len(VOCABS),), dtype="int32")
+        model = keras.Model(inputs, layer(inputs))  # autocasting happens in Layer.__call__
+
+        def loss(table):
+            values, _ = model.stateless_call([table], [], ids)
+            return keras.ops.sum(keras.ops.cast(values, "float32"))
+
+        jaxpr = str(jax.make_jaxpr(jax.grad(loss))(layer.embeddings.value))
+        scatters = [line for line in jaxpr.splitlines() if "scatter" in line]
+        assert scatters and all("bf16" not in line for line in scatters), scatters
+
+
 # -- SelectFields ----------------------------------------------------------------------------
 def _fields(shape=(4, 5, 3), seed=1):
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
