@@ -114,13 +114,13 @@ class Options:
     rows: int = 200_000
     seed: int = 2018
     correlation: float = 0.5  # cosine between task vectors (click and like, conversion, action)
-    scenario_shift: float = 0.6  # 0: scenarios differ only in base rates; 1: tab2 orthogonal
+    scenario_shift: float = 0.6  # 0: scenarios differ only in base rates; 1: tab2 orthogonal; 2: opposite
     noise: float = 0.5  # std of the Gaussian noise added to each logit
 
     def check(self) -> "Options":
         problems = _common_problems(self)
-        if not 0.0 <= self.scenario_shift <= 1.0:
-            problems.append(("scenario_shift", f"must be in [0, 1], got {self.scenario_shift}"))
+        if not 0.0 <= self.scenario_shift <= 2.0:
+            problems.append(("scenario_shift", f"must be in [0, 2], got {self.scenario_shift}"))
         return _checked(self, problems)
 
 

@@ -183,6 +183,15 @@ def test_scenarios_rotate_the_task_function(small):
     assert rates["tab2"] > rates["tab0"] > rates["tab1"]
 
 
+def test_scenario_shift_2_turns_tab2_against_tab0():
+    """At scenario_shift=2 tab2's task vectors are tab0's negated (a half turn): its click
+    logits, less the base rate, run against those tab2 rows would have under tab0's rule."""
+    _, flat = generate(Options(rows=ROWS, scenario_shift=0.0))
+    frame, opposite = generate(Options(rows=ROWS, scenario_shift=2.0))
+    tab2 = frame["scenario"].to_numpy() == "tab2"
+    assert np.corrcoef(opposite["click"][tab2], flat["click"][tab2])[0, 1] < -0.5
+
+
 def test_scenario_rotation_has_the_stated_cosine():
     basis = np.linalg.qr(np.random.default_rng(0).normal(size=(8, 8)))[0]
     rotation = synthetic.scenario_rotation(0.7, basis)
@@ -268,7 +277,7 @@ def test_options_on_the_name():
     ("synthetic:rows=0", r"rows: must be a positive integer"),
     ("synthetic:seed=-1", r"seed: must be >= 0"),
     ("synthetic:noise=-1", r"noise: must be >= 0"),
-    ("synthetic:scenario_shift=2", r"scenario_shift: must be in \[0, 1\]"),
+    ("synthetic:scenario_shift=2.5", r"scenario_shift: must be in \[0, 2\]"),
     ("synthetic:rows=10,rows=20", r"given twice"),
     ("synthetic-msi", r"unknown synthetic dataset 'synthetic-msi'.*did you mean 'synthetic-msl'"),
 ])
