@@ -1,4 +1,5 @@
-"""Dense building blocks: MLPs, towers, joins, the sigmoid head and stop-gradient."""
+"""Dense building blocks: MLPs, towers, the cross network, joins, the sigmoid head and
+stop-gradient."""
 from __future__ import annotations
 
 from typing import Literal
@@ -71,6 +72,42 @@ class Tower(_MlpOptions):
 
     def build(self, inputs, ctx):
         return self._mlp(ctx, [*self.units, 1], output_activation="linear")(inputs["input"])
+
+
+@register
+class Cross(Block):
+    """DCN-v2's cross network: explicit feature crosses, x_{l+1} = x_0 * (W_l x_l + b_l) + x_l,
+    the same width as its input. Stack it before an MLP or an expert block (DCN-v2's "stacked"
+    form), or concat it with one ("parallel")."""
+
+    type: Literal["cross"] = "cross"
+    input: str = Field(description="Reference to the input block (a vector).")
+    layers: PositiveInt = Field(2, description="Cross layers; crosses reach degree layers + 1.")
+    low_rank: PositiveInt | None = Field(
+        None, description="Rank r of each layer's matrix, as U V^T with U, V of shape (d, r): 2dr + d "
+        "weights per layer instead of d^2 + d. Unset: full matrices.")
+    l2: float = Field(0.0, ge=0.0, description="L2 penalty on the cross kernels.")
+    refs = ("input",)
+    family = "dense"
+    paper = "Wang et al., DCN V2: Improved Deep & Cross Network, WWW 2021"
+
+    def infer(self, inputs, ctx) -> Out:
+        expect_rank(inputs["input"], 1, "input", "a vector")
+        return Out(inputs["input"].shape)
+
+    def count_params(self, inputs, ctx) -> int:
+        d = inputs["input"].shape[0]
+        kernel = d * d if self.low_rank is None else 2 * d * self.low_rank
+        return self.layers * (kernel + d)
+
+    def label(self) -> str:
+        return f"layers={self.layers}" + (f", rank={self.low_rank}" if self.low_rank else "")
+
+    def build(self, inputs, ctx):
+        from ..layers.dense import CrossNetwork
+
+        return CrossNetwork(layers=self.layers, low_rank=self.low_rank, l2=self.l2,
+                            name=ctx.layer_name())(inputs["input"])
 
 
 class _Join(Block):

@@ -9,7 +9,7 @@ import pytest
 from backend_grad import gradients
 from keras import ops
 
-from composer.layers.dense import MLP, StopGradient
+from composer.layers.dense import MLP, CrossNetwork, StopGradient
 
 TOL = dict(rtol=1e-5, atol=1e-6)
 
@@ -152,12 +152,54 @@ def _roundtrip_saved(layer, x, tmp_path):
                                   keras.ops.convert_to_numpy(model(x)))
 
 
+def _cross_reference(layer, x0):
+    """DCN-v2: x_{l+1} = x0 * (W_l x_l + b_l) + x_l, W_l = V_l U_l^T when low-rank."""
+    w = _weights(layer)
+    x = x0
+    for i in range(layer.layers):
+        kernel = w[f"kernel_{i}"] if layer.low_rank is None else w[f"v_{i}"] @ w[f"u_{i}"].T
+        x = x0 * (x @ kernel + w[f"bias_{i}"]) + x
+    return x
+
+
+@pytest.mark.parametrize("low_rank", [None, 2])
+@pytest.mark.parametrize("layers", [1, 3])
+def test_cross_network_matches_numpy(layers, low_rank):
+    x = _inputs((5, 6))
+    layer = CrossNetwork(layers, low_rank=low_rank)
+    layer(x)
+    for v in layer.weights:  # non-zero biases, so a dropped bias would show
+        v.assign(np.random.default_rng(3).normal(size=v.shape).astype("float32") * 0.5)
+    np.testing.assert_allclose(ops.convert_to_numpy(layer(x)), _cross_reference(layer, x), rtol=1e-4,
+                               atol=1e-5)
+    d = 6
+    per_layer = d * d + d if low_rank is None else 2 * d * low_rank + d
+    assert sum(int(np.prod(v.shape)) for v in layer.weights) == layers * per_layer
+
+
+def test_cross_network_is_degree_two_per_layer():
+    """One layer with W = I, b = 0 gives x * x + x: the cross of each input with itself."""
+    x = _inputs((3, 4))
+    layer = CrossNetwork(1)
+    layer(x)
+    layer.kernels[0][0].assign(np.eye(4, dtype="float32"))
+    np.testing.assert_allclose(ops.convert_to_numpy(layer(x)), x * x + x, **TOL)
+
+
+def test_cross_network_l2_adds_one_loss_per_kernel():
+    layer = CrossNetwork(2, low_rank=3, l2=0.1)
+    layer(_inputs((2, 5)))
+    assert len(layer.losses) == 4  # u and v of each layer; biases are not penalised
+
+
 @pytest.mark.parametrize("make", [
+    lambda: CrossNetwork(2, name="cross"),
+    lambda: CrossNetwork(2, low_rank=2, l2=0.01, name="cross_low_rank"),
     lambda: MLP([6, 5, 2], activation="tanh", dropout=0.25, batch_norm=True, l2=0.01,
                 output_activation="linear", name="mlp"),
     lambda: MLP([4], name="plain"),
     lambda: StopGradient(name="sg"),
-], ids=["mlp_all_options", "mlp_plain", "stop_gradient"])
+], ids=["cross", "cross_low_rank", "mlp_all_options", "mlp_plain", "stop_gradient"])
 def test_config_roundtrip_and_reload(make, tmp_path):
     x = _inputs((4, 3))
     layer = make()
