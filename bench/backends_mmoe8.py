@@ -18,8 +18,10 @@ hand-written Keras model of the same subprocess.
     python bench/backends_mmoe8.py --backends torch                 # Keras on torch + PyTorch models
     python bench/backends_mmoe8.py --backends jax --batch-sizes 1024,8192,32768
 
-This is the CPU version of issue 8's GPU benchmark (the GPU run needs a lent accelerator: JAX
-backend, carry the keras, namex and optree wheels). Prints numbers; asserts nothing.
+On a GPU it is part 1 and 3 of ``bench/gpu_run.sh`` (issue 8's GPU benchmark; the PyTorch
+models and data go to the GPU too); on a CPU the same run compares the backends side by side.
+``--both-lowerings`` adds the blueprint compiled with the expert lowering that ``auto`` does not
+pick on this device. Prints numbers; asserts nothing.
 """
 from __future__ import annotations
 
@@ -125,11 +127,16 @@ def device_name() -> str:
     if backend == "torch":
         import torch
 
-        return f"gpu {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "cpu"
-    import tensorflow as tf
+        from composer.devices import torch_device
 
-    gpus = tf.config.list_physical_devices("GPU")
-    return f"gpu {gpus[0].name}" if gpus else "cpu"
+        device = torch_device()
+        return f"gpu {torch.cuda.get_device_name()}" if device == "cuda" else device
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return f"gpu ({len(gpus)})" if gpus else "cpu"
+    return backend
 
 
 def child(args):
@@ -246,7 +253,7 @@ def across_backends(rate_of: dict) -> str:
         for (b, size, n), ours in sorted(rate_of.items()):
             if n.startswith("composer") and size == batch:
                 lines.append(f"batch {batch}: {n} on {b} {ours / compiled:.2f}x torch.compile")
-    return "\n".join(lines)
+    return "\n".join(lines) or "(no torch.compile row to compare with)"
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ Issue 8's second GPU table: PLE, STAR, PEPNet and APG (and MMoE, the first table
 same ``PlanTrainer`` that ``composer train`` uses, with the train split's rows tiled to
 ``steps x batch`` examples. Each (blueprint, precision) runs in its own subprocess, so the peak
 memory of one is not another's; batch sizes run in ascending order, and the peak after each is
-the process's peak so far (under JAX on a GPU, ``memory_stats()['peak_bytes_in_use']``; the
-process's peak RSS elsewhere). Throughput is timed like ``bench/backends_mmoe8.py``
+the process's peak so far (under JAX on a GPU, ``memory_stats()['peak_bytes_in_use']``; under
+torch on a GPU, ``torch.cuda.max_memory_allocated()``; the process's peak RSS elsewhere). Under
+TensorFlow it feeds NumPy arrays to ``fit``, not ``composer train``'s tf.data pipeline.
+Throughput is timed like ``bench/backends_mmoe8.py``
 (``_timing.fit_once``: first step to epoch end), median of the repetitions.
 
     python bench/blueprint_throughput.py                                 # CPU: 1024 and 8192
@@ -54,6 +56,11 @@ def peak_memory() -> tuple[str, int]:
         stats = jax.devices()[0].memory_stats() or {}
         if "peak_bytes_in_use" in stats:
             return "device", int(stats["peak_bytes_in_use"])
+    if keras.backend.backend() == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return "device", int(torch.cuda.max_memory_allocated())
     return "rss", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
@@ -82,7 +89,7 @@ def child(args):
             return keras.tree.map_structure(lambda a: a[take], tree)
 
         xb, yb, wb = tiled(x), tiled(y), tiled(w)
-        head = np.arange(2 * batch)
+        head = np.arange(min(2, args.steps) * batch)
         fit_once(trainer, *(keras.tree.map_structure(lambda a: a[head], t) for t in (xb, yb)), batch,
                  sample_weight=keras.tree.map_structure(lambda a: a[head], wb))  # warm-up: compile
         timed = [fit_once(trainer, xb, yb, batch, sample_weight=wb) for _ in range(args.reps)]
@@ -124,7 +131,7 @@ def main(argv=None):
                              f"{r['peak'] / 2**20:,.0f} MiB ({r['memory']})", f"{r['params']:,}",
                              f"{r['loss']:.4f}"])
             print("  " + " | ".join(map(str, rows[-1])), flush=True)  # kept if a later child is cut off
-    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    backend = os.environ.get("KERAS_BACKEND", "default")
     print(f"Blueprints trained by PlanTrainer on their bundled data (rows tiled); Keras backend "
           f"{backend} on {device}; {args.steps} steps per repetition, median of "
           f"{args.reps}; peak memory cumulative over ascending batch sizes")

@@ -21,8 +21,8 @@ in ``bench/`` that imports torch.
 
 Every loop shuffles the rows each epoch (``fit`` does too) and gathers each batch from tensors
 made once; Adam with the learning rate 0.001 throughout. Where CUDA is available the modules and
-the whole data live on the GPU (Keras's torch backend puts its models there too), and each timed
-epoch ends with ``torch.cuda.synchronize``.
+the whole data live on the GPU (Keras's torch backend puts its models there too); each timed
+epoch starts after ``torch.cuda.synchronize`` and ends when its mean loss is read back.
 
     python bench/torch_mmoe8.py           # = python bench/backends_mmoe8.py --backends torch
 """
@@ -40,14 +40,19 @@ from torch import nn
 from _timing import Timed  # bench/ is on sys.path: run as a script, or by backends_mmoe8.py
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # a clone runs it uninstalled
+from composer.devices import torch_device  # noqa: E402
+
 LEARNING_RATE = 1e-3
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+DEVICE = torch.device(torch_device())  # where Keras's torch backend puts the Keras contenders
 
 
 def synchronize() -> None:
     """Waits for the GPU's queued work, so a timed epoch ends when its last step has run."""
     if DEVICE.type == "cuda":
         torch.cuda.synchronize()
+    elif DEVICE.type == "mps":
+        torch.mps.synchronize()
 
 
 class HandwrittenMMoE(nn.Module):

@@ -48,6 +48,13 @@ def test_cross_on_expert_outputs_is_a_shape_error_naming_the_field():
     assert "cross.yaml:" in err and "blocks.c.input" in err and "a vector" in err
 
 
+def test_cross_low_rank_no_cheaper_than_full_is_an_error():
+    with pytest.raises(BlueprintError) as exc:
+        _graph("  c: {type: cross, input: x, low_rank: 5}\n  t: {type: tower, input: c}\n")
+    err = str(exc.value)
+    assert "blocks.c.low_rank" in err and "width 9" in err and "below 5" in err
+
+
 def test_cross_model_reloads_with_identical_predictions(tmp_path):
     from composer.compiler import compile_graph
 

@@ -93,6 +93,11 @@ class Cross(Block):
 
     def infer(self, inputs, ctx) -> Out:
         expect_rank(inputs["input"], 1, "input", "a vector")
+        d = inputs["input"].shape[0]
+        if self.low_rank is not None and 2 * self.low_rank >= d:
+            raise ShapeError(f"low_rank {self.low_rank} on an input of width {d} gives 2*{d}*{self.low_rank} "
+                             f"weights per layer, no fewer than the full {d}x{d}", field="low_rank",
+                             hint=f"use a rank below {-(-d // 2)}, or drop low_rank for full matrices")
         return Out(inputs["input"].shape)
 
     def count_params(self, inputs, ctx) -> int:

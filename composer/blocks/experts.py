@@ -30,8 +30,11 @@ class ExpertPool(Block):
     batched matmul per layer (kernels of shape (K, in, out)). ``auto`` picks stacks on a CPU
     and einsum on an accelerator: in ``bench/expert_pool_lowering.py`` on 2 CPU cores with
     TensorFlow, einsum trained at 0.62x-0.90x the speed of stacks for K in (4, 8), with and
-    without XLA; on an H200 GPU (JAX), MMoE-8 with stacks trained at 0.84x-0.87x the speed of
-    the hand-written einsum model at batch 8192-32768 (bench/README.md). Each expert gets its
+    without XLA; on an H200 GPU, MMoE-8 with stacks trained at 0.77x-0.93x the speed of the
+    hand-written einsum model under JAX and 0.51x-0.71x under torch, with einsum at 0.96x-0.98x
+    and 0.67x-0.85x (bench/README.md, "The GPU run"). The lowering is fixed when the model is
+    built, so a model built on a GPU reloads on a CPU with einsum (and its weights), only
+    slower; weights saved from one lowering do not load into the other. Each expert gets its
     own random initial weights, so experts start different."""
 
     type: Literal["expert_pool"] = "expert_pool"

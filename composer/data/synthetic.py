@@ -32,7 +32,8 @@ makes model comparisons show known effects:
   blueprints (10 epochs, 3 seeds, README "Multi-scenario models"): a shared model that sees the
   scenario as a feature reaches tab2 click AUC 0.7539 ± 0.0074 and no scenario-aware blueprint
   beats it beyond seed noise there (Split&Merge 0.7495, HMoE 0.7554); ``scenario_shift=1.0``
-  makes tab2 orthogonal to tab0 and ``2.0`` opposite (tab2's ranking rule reversed); even there
+  makes tab2's task vectors orthogonal to tab0's and ``2.0`` their negation (the linear part of
+  tab2's score reversed; the sinusoids are not odd, so not the whole rule); even there
   the shared model reaches tab2 click AUC 0.7922 ± 0.0018 against STAR's 0.7855 ± 0.0050.
 * Days 0..9 (rows i.i.d. across days; no drift): train on days 0-7, valid on 8, test on 9.
 
@@ -115,7 +116,7 @@ class Options:
     rows: int = 200_000
     seed: int = 2018
     correlation: float = 0.5  # cosine between task vectors (click and like, conversion, action)
-    scenario_shift: float = 0.6  # 0: scenarios differ only in base rates; 1: tab2 orthogonal; 2: opposite
+    scenario_shift: float = 0.6  # 0: scenarios differ only in base rates; 1: tab2 orthogonal; 2: negated
     noise: float = 0.5  # std of the Gaussian noise added to each logit
 
     def check(self) -> "Options":

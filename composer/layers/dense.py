@@ -99,7 +99,7 @@ class CrossNetwork(keras.layers.Layer):
 
     def __init__(self, layers=2, low_rank=None, l2=0.0, **kwargs):
         super().__init__(**kwargs)
-        self.layers = int(layers)
+        self.num_layers = int(layers)  # not `self.layers`: Keras reads that as a list of sub-layers
         self.low_rank = None if low_rank is None else int(low_rank)
         self.l2 = float(l2)
 
@@ -107,7 +107,7 @@ class CrossNetwork(keras.layers.Layer):
         d = int(input_shape[-1])
         reg = keras.regularizers.L2(self.l2) if self.l2 else None
         self.kernels, self.biases = [], []
-        for i in range(self.layers):
+        for i in range(self.num_layers):
             if self.low_rank is None:
                 kernel = [self.add_weight(name=f"kernel_{i}", shape=(d, d), initializer="glorot_uniform",
                                           regularizer=reg)]
@@ -133,7 +133,7 @@ class CrossNetwork(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "layers": self.layers, "low_rank": self.low_rank, "l2": self.l2}
+        return {**super().get_config(), "layers": self.num_layers, "low_rank": self.low_rank, "l2": self.l2}
 
 
 @keras.saving.register_keras_serializable(package="composer")

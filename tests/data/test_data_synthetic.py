@@ -185,7 +185,8 @@ def test_scenarios_rotate_the_task_function(small):
 
 def test_scenario_shift_2_turns_tab2_against_tab0():
     """At scenario_shift=2 tab2's task vectors are tab0's negated (a half turn): its click
-    logits, less the base rate, run against those tab2 rows would have under tab0's rule."""
+    logits run against those its rows would have under tab0's rule (the sinusoids are not odd,
+    so the correlation is strongly negative, not -1)."""
     _, flat = generate(Options(rows=ROWS, scenario_shift=0.0))
     frame, opposite = generate(Options(rows=ROWS, scenario_shift=2.0))
     tab2 = frame["scenario"].to_numpy() == "tab2"

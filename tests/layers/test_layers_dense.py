@@ -156,7 +156,7 @@ def _cross_reference(layer, x0):
     """DCN-v2: x_{l+1} = x0 * (W_l x_l + b_l) + x_l, W_l = V_l U_l^T when low-rank."""
     w = _weights(layer)
     x = x0
-    for i in range(layer.layers):
+    for i in range(layer.num_layers):
         kernel = w[f"kernel_{i}"] if layer.low_rank is None else w[f"v_{i}"] @ w[f"u_{i}"].T
         x = x0 * (x @ kernel + w[f"bias_{i}"]) + x
     return x
@@ -168,8 +168,9 @@ def test_cross_network_matches_numpy(layers, low_rank):
     x = _inputs((5, 6))
     layer = CrossNetwork(layers, low_rank=low_rank)
     layer(x)
-    for v in layer.weights:  # non-zero biases, so a dropped bias would show
-        v.assign(np.random.default_rng(3).normal(size=v.shape).astype("float32") * 0.5)
+    rng = np.random.default_rng(3)
+    for v in layer.weights:  # every weight its own values (non-zero biases too), so a swapped
+        v.assign(rng.normal(size=v.shape).astype("float32") * 0.5)  # or dropped one shows
     np.testing.assert_allclose(ops.convert_to_numpy(layer(x)), _cross_reference(layer, x), rtol=1e-4,
                                atol=1e-5)
     d = 6
@@ -184,6 +185,15 @@ def test_cross_network_is_degree_two_per_layer():
     layer(x)
     layer.kernels[0][0].assign(np.eye(4, dtype="float32"))
     np.testing.assert_allclose(ops.convert_to_numpy(layer(x)), x * x + x, **TOL)
+
+
+def test_cross_network_in_a_nested_model_summary():
+    """Keras's summary reads ``layer.layers`` as a list of sub-layers: the count lives elsewhere."""
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, CrossNetwork(2, name="cross")(inputs))
+    lines = []
+    model.summary(expand_nested=True, print_fn=lambda line, **kw: lines.append(line))
+    assert any("cross" in line for line in lines)
 
 
 def test_cross_network_l2_adds_one_loss_per_kernel():
