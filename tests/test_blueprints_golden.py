@@ -113,3 +113,17 @@ def test_model_golden(name):
         assert not np.allclose(out[outputs[0]], out[outputs[1]])
     else:
         assert not np.allclose(out[outputs[0]], out[outputs[0]][0])
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_model_summary_expands_every_nested_layer(name):
+    """``model.summary(expand_nested=True)`` walks each layer's ``.layers`` as a list of
+    sub-layers; a layer that keeps a count under that name (as CrossNetwork and MetaTower once
+    did) breaks it with a TypeError."""
+    from composer.compiler import compile_graph
+
+    bp, doc = load_blueprint(str(ROOT / "blueprints" / f"{name}.yaml"))
+    model = compile_graph(build_graph(bp, doc, vocab_sizes=VOCAB))
+    lines = []
+    model.summary(expand_nested=True, print_fn=lambda line, **kw: lines.append(line))
+    assert any("Total params" in line for line in lines)

@@ -410,14 +410,14 @@ class MetaTower(keras.layers.Layer):
 
     def __init__(self, layers=2, activation="relu", **kwargs):
         super().__init__(**kwargs)
-        self.layers = int(layers)
+        self.num_layers = int(layers)  # not `self.layers`: Keras reads that as a list of sub-layers
         self.activation = activation
 
     def build(self, input_shape):
         x, scenario = input_shape
         d = int(x[-1])
         self._metas = [_built(DynamicMLP([d], activation=self.activation, dtype=self.dtype_policy, name=f"meta_unit_{i}"),
-                              [tuple(scenario), (None, d)]) for i in range(self.layers)]
+                              [tuple(scenario), (None, d)]) for i in range(self.num_layers)]
         self._logit = _built(keras.layers.Dense(1, dtype=self.dtype_policy, name="logit"), (None, d))
 
     def call(self, inputs):
@@ -430,4 +430,4 @@ class MetaTower(keras.layers.Layer):
         return (input_shape[0][0], 1)
 
     def get_config(self):
-        return {**super().get_config(), "layers": self.layers, "activation": self.activation}
+        return {**super().get_config(), "layers": self.num_layers, "activation": self.activation}
