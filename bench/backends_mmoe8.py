@@ -99,19 +99,17 @@ def handwritten_mmoe(layout, tasks, experts, units, tower):
 
 
 def other_lowering(graph, lowering: str, seed: int):
-    """The blueprint compiled with every expert pool's ``auto`` resolved to ``lowering``."""
+    """The blueprint compiled with its MMoE's ``implementation`` set to ``lowering``."""
     import keras
 
-    from composer.blocks import experts
     from composer.compiler import compile_graph
+    from composer.graph import build_graph
 
-    saved = dict(experts.AUTO_LOWERING)
-    experts.AUTO_LOWERING.update(cpu=lowering, accelerator=lowering)
-    try:
-        keras.utils.set_random_seed(seed)
-        return compile_graph(graph)
-    finally:
-        experts.AUTO_LOWERING.update(saved)
+    bp = graph.blueprint
+    blocks = {name: block.model_copy(update={"implementation": lowering}) if block.type == "mmoe" else block
+              for name, block in bp.blocks.items()}
+    keras.utils.set_random_seed(seed)
+    return compile_graph(build_graph(bp.model_copy(update={"blocks": blocks})))
 
 
 def device_name() -> str:

@@ -50,6 +50,20 @@ outputs: {click: t}
     assert model.get_layer("pool").implementation == "stacks"
 
 
+@pytest.mark.parametrize("block", ["mmoe", "ple"])
+def test_a_composite_passes_its_implementation_to_every_pool(monkeypatch, block):
+    from composer.compiler import compile_graph
+
+    monkeypatch.setattr(devices, "on_accelerator", lambda: False)  # auto would pick stacks
+    bp, doc = load_blueprint(str(ROOT / "blueprints" / f"{block}.yaml"))
+    blocks = {name: b.model_copy(update={"implementation": "einsum"}) if b.type == block else b
+              for name, b in bp.blocks.items()}
+    model = compile_graph(build_graph(bp.model_copy(update={"blocks": blocks}), vocab_sizes=VOCAB))
+    pools = [layer for layer in model.layers if type(layer).__name__ == "ExpertPool"]
+    assert len(pools) >= (1 if block == "mmoe" else 6)
+    assert {pool.implementation for pool in pools} == {"einsum"}
+
+
 def test_on_accelerator_answers_for_the_active_backend():
     import keras
 

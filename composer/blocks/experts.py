@@ -16,6 +16,11 @@ from .registry import register
 AUTO_LOWERING = {"cpu": "stacks", "accelerator": "einsum"}
 
 
+Lowering = Literal["auto", "einsum", "stacks"]
+_LOWERING_DOC = ("stacks: K Dense stacks; einsum: one batched matmul per layer; auto: stacks on a CPU, "
+                 "einsum on a GPU or TPU (the faster of the two there, bench/README.md).")
+
+
 def auto_lowering() -> str:
     from ..devices import on_accelerator
 
@@ -43,9 +48,7 @@ class ExpertPool(Block):
     units: list[PositiveInt] = Field(min_length=1, description="Hidden widths of each expert.")
     activation: Activation = Field("relu", description="Activation of every expert layer.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout after each expert layer.")
-    implementation: Literal["auto", "einsum", "stacks"] = Field(
-        "auto", description="stacks: K Dense stacks; einsum: one batched matmul per layer; auto: "
-        "stacks on a CPU, einsum on a GPU or TPU (the faster of the two there, bench/README.md).")
+    implementation: Lowering = Field("auto", description=_LOWERING_DOC)
     refs = ("input",)
     family = "experts"
     paper = "Jacobs et al., Adaptive Mixtures of Local Experts, Neural Computation 1991"
@@ -153,11 +156,12 @@ class _ExpertOptions(_Composite):
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout in the experts.")
     gate_hidden: list[PositiveInt] = Field(default_factory=list, description="Hidden MLP of each gate.")
     temperature: float = Field(1.0, gt=0, description="Gate softmax temperature.")
+    implementation: Lowering = Field("auto", description="Lowering of every expert pool: " + _LOWERING_DOC)
     refs = ("input",)
 
     def _pool(self, input_ref: str, k: int) -> ExpertPool:
         return ExpertPool(input=input_ref, experts=k, units=self.units, activation=self.activation,
-                          dropout=self.dropout)
+                          dropout=self.dropout, implementation=self.implementation)
 
     def _gate(self, input_ref: str, k: int) -> Gate:
         return Gate(input=input_ref, experts=k, hidden=self.gate_hidden, temperature=self.temperature)
@@ -285,7 +289,8 @@ class Ple(_CgcOptions):
                 task_input=None if i == 1 else f"{prev}.{{task}}",
                 shared_gate=i < self.levels, shared_experts=self.shared_experts,
                 task_experts=self.task_experts, units=self.units, activation=self.activation,
-                dropout=self.dropout, gate_hidden=self.gate_hidden, temperature=self.temperature)
+                dropout=self.dropout, gate_hidden=self.gate_hidden, temperature=self.temperature,
+                implementation=self.implementation)
         return blocks, {t: f"{name}/level{self.levels}.{t}" for t in ctx.blueprint.task_names}
 
     def label(self) -> str:
