@@ -81,17 +81,14 @@ def child(args):
     x, y, w = exp.arrays("train")
     rows = len(next(iter(y.values())))
     out = []
+    def take(rows_index, *trees):
+        return [keras.tree.map_structure(lambda a: a[rows_index], tree) for tree in trees]
+
     for batch in [int(b) for b in args.batch_sizes.split(",")]:
         n = args.steps * batch
-        take = np.arange(n) % rows  # the train rows, tiled to steps x batch examples
-
-        def tiled(tree):
-            return keras.tree.map_structure(lambda a: a[take], tree)
-
-        xb, yb, wb = tiled(x), tiled(y), tiled(w)
-        head = np.arange(min(2, args.steps) * batch)
-        fit_once(trainer, *(keras.tree.map_structure(lambda a: a[head], t) for t in (xb, yb)), batch,
-                 sample_weight=keras.tree.map_structure(lambda a: a[head], wb))  # warm-up: compile
+        xb, yb, wb = take(np.arange(n) % rows, x, y, w)  # the train rows, tiled to steps x batch
+        hx, hy, hw = take(np.arange(min(2, args.steps) * batch), xb, yb, wb)
+        fit_once(trainer, hx, hy, batch, sample_weight=hw)  # warm-up: traces and compiles
         timed = [fit_once(trainer, xb, yb, batch, sample_weight=wb) for _ in range(args.reps)]
         rates = [n / seconds for seconds, _ in timed]
         kind, peak = peak_memory()

@@ -13,6 +13,10 @@ ROOT = Path(__file__).resolve().parents[1]
 VOCAB = {"user_id": 1001, "item_id": 2001, "item_category": 51, "user_segment": 13}
 
 
+def _pools(model):
+    return [layer for layer in model.layers if type(layer).__name__ == "ExpertPool"]
+
+
 @pytest.mark.parametrize("accelerator,lowering", [(False, "stacks"), (True, "einsum")])
 def test_auto_lowering_follows_the_device(monkeypatch, accelerator, lowering):
     from composer.compiler import compile_graph
@@ -20,7 +24,7 @@ def test_auto_lowering_follows_the_device(monkeypatch, accelerator, lowering):
     monkeypatch.setattr(devices, "on_accelerator", lambda: accelerator)
     bp, doc = load_blueprint(str(ROOT / "blueprints" / "mmoe.yaml"))
     model = compile_graph(build_graph(bp, doc, vocab_sizes=VOCAB))
-    pools = [layer for layer in model.layers if type(layer).__name__ == "ExpertPool"]
+    pools = _pools(model)
     assert pools and {pool.implementation for pool in pools} == {lowering}
 
 
@@ -59,7 +63,7 @@ def test_a_composite_passes_its_implementation_to_every_pool(monkeypatch, block)
     blocks = {name: b.model_copy(update={"implementation": "einsum"}) if b.type == block else b
               for name, b in bp.blocks.items()}
     model = compile_graph(build_graph(bp.model_copy(update={"blocks": blocks}), vocab_sizes=VOCAB))
-    pools = [layer for layer in model.layers if type(layer).__name__ == "ExpertPool"]
+    pools = _pools(model)
     assert len(pools) >= (1 if block == "mmoe" else 6)
     assert {pool.implementation for pool in pools} == {"einsum"}
 
