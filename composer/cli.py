@@ -266,6 +266,11 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+PLANTED_ROW = "(planted truth)"
+PLANTED_NOTE = ("(planted truth): the data generator's own noiseless score on the same test rows, not a model.\n"
+                "The labels are drawn with noise around it, so it is about the best a model can expect.")
+
+
 def cmd_compare(args) -> int:
     _quiet_tf()
     from . import training
@@ -287,7 +292,11 @@ def cmd_compare(args) -> int:
             print(f"{name} (seed {exp.bp.training.seed}): {exp.timings['epochs_run']} epochs, "
                   f"{exp.timings['train_s']:.1f}s, test macro AUC {reports[name][-1].macro().get('auc')}",
                   flush=True)
-    table = compare_table(reports)
+    planted = training.planted_report(exp)  # the data's own noiseless score, where it has one
+    rows_of = {**reports, PLANTED_ROW: [planted]} if planted else reports
+    table = compare_table(rows_of)
+    if planted:
+        table += f"\n{PLANTED_NOTE}"
     counts = dataset.counts()
     print(f"\ntest split of {args.data or 'each blueprint data'} ({counts['test']:,} rows), exact AUC")
     print(table)
@@ -297,7 +306,7 @@ def cmd_compare(args) -> int:
             for s, tasks in reps[0].scenarios.items():
                 rows.setdefault(s, max((m.n for m in tasks.values()), default=0))
         sizes = ", ".join(f"{s} {n:,}" for s, n in rows.items())
-        per_scenario = f"per scenario (test rows: {sizes}), exact AUC\n{compare_scenario_table(reports)}"
+        per_scenario = f"per scenario (test rows: {sizes}), exact AUC\n{compare_scenario_table(rows_of)}"
         print(per_scenario)
         table += "\n\n" + per_scenario
     if args.out:
@@ -307,6 +316,8 @@ def cmd_compare(args) -> int:
         for name, reps in reports.items():
             for i, rep in enumerate(reps):
                 rep.save(os.path.join(args.out, f"{name}-seed{i}"))
+        if planted:
+            planted.save(os.path.join(args.out, "planted-truth"))
         print(f"saved to {args.out}")
     return 0
 

@@ -1,5 +1,6 @@
 """Scenarios in the language and the data: declaration, binding, routing input, errors, the
 HMoE gradient isolation inside a compiled blueprint, diagrams, serving with raw scenario values."""
+import json
 import os
 import re
 from pathlib import Path
@@ -7,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from composer.blueprint import load_blueprint, load_blueprint_text
 from composer.blueprint.errors import BlueprintError
 from composer.cli import main
+from composer.data.registry import load
 from composer.graph import build_graph
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,6 +195,16 @@ def test_compare_prints_a_per_scenario_table(tmp_path, capsys):
     assert head.split() == ["model", "tab0", "click", "AUC", "tab1", "click", "AUC", "tab2", "click", "AUC"]
     assert re.search(r"per scenario \(test rows: tab0 \d[\d,]*, tab1 \d[\d,]*, tab2 \d[\d,]*\)", out)
     assert "tab2 click AUC" in (tmp_path / "compare.txt").read_text()
+    # the planted-truth row: the generator's noiseless score, in both tables, saved, marked as no model
+    planted = [line.split() for line in out.splitlines() if line.startswith("(planted truth) ")]
+    assert len(planted) == 2 and "not a model" in out
+    saved = json.loads((tmp_path / "planted-truth" / "metrics.json").read_text())
+    data = load("synthetic-msl:rows=3000")
+    test = data.split == "test"
+    frame, score = data.frame[test], data.meta["planted"]["click"][test]
+    tab2 = (frame["scenario"] == "tab2").to_numpy()
+    assert float(planted[1][-1]) == pytest.approx(roc_auc_score(frame["click"][tab2], score[tab2]), abs=1e-4)
+    assert json.dumps(saved)
 
 
 def test_referencing_a_block_stamped_per_scenario_names_its_copies():

@@ -100,3 +100,27 @@ def test_train_export_reload_in_fresh_process(tmp_path, blueprint):
     assert set(served) == set(exp.tasks)
     for task in served:
         np.testing.assert_allclose(served[task], np.asarray(expected[task]).reshape(-1), rtol=1e-6, atol=1e-7)
+
+
+def test_planted_report_is_the_exact_auc_of_the_generators_noiseless_score():
+    exp = training.prepare(str(ROOT / "blueprints/star.yaml"), data="synthetic-msl:rows=6000")
+    rep = training.planted_report(exp)
+    test = exp.dataset.split == "test"
+    rows = exp.dataset.frame[test]
+    score = exp.dataset.meta["planted"]["click"][test]
+    assert rep.tasks["click"].auc == pytest.approx(roc_auc_score(rows["click"], score), abs=1e-12)
+    for tab in ("tab0", "tab1", "tab2"):
+        mine = (rows["scenario"] == tab).to_numpy()
+        assert rep.scenarios[tab]["click"].auc == pytest.approx(
+            roc_auc_score(rows["click"][mine], score[mine]), abs=1e-12)
+
+
+@pytest.mark.parametrize("blueprint, data", [
+    ("esmm.yaml", "synthetic-chain:rows=4000"),  # a label expression and a `where`: no ceiling
+    ("mmoe.yaml", "adult"),  # real data has no planted truth
+])
+def test_planted_report_is_none_where_the_data_or_a_task_has_no_noiseless_score(blueprint, data):
+    if data == "adult" and not (ROOT.parent / "shared/data/adult").is_dir():
+        pytest.skip("../shared/data/adult is absent")
+    exp = training.prepare(str(ROOT / "blueprints" / blueprint), data=data, rows=3000)
+    assert training.planted_report(exp) is None

@@ -82,6 +82,11 @@ ACTION = "action"  # the ESM2 label (synthetic-esm2 only); drawn from its own st
 PART_SCALE = {"segment": 0.5, "user": 0.7, "category": 0.6, "item": 0.8, "interaction": 0.6,
               "price": 0.35, "activity": 0.35}
 
+# Labels whose noiseless score ranks rows as their true probability does (P(label | features)
+# rises with it), so its AUC is the best a model can expect on them (``Dataset.meta["planted"]``,
+# the "planted truth" row of ``composer compare``). Not conversion or action: a chain step's score
+# is conditional on the click, and action's leaves out the buy shift.
+PLANTED = ("click", "like")
 CATEGORICAL = ("user_id", "item_id", "item_category", "user_segment")
 NUMERIC = ("price", "user_activity")
 GROUP = "user_id"
@@ -208,13 +213,15 @@ def load(name: str, rows: int | None = None) -> Dataset:
     if rows is not None:
         options = replace(options, rows=int(rows)).check()
     if isinstance(options, MtlOptions):
-        frame, _ = generate_mtl(options)
+        frame, truth = generate_mtl(options)
     else:
-        frame, _ = generate(options, action=ACTION in VIEWS[base].labels.values())
+        frame, truth = generate(options, action=ACTION in VIEWS[base].labels.values())
     day = frame["day"].to_numpy()
     split = np.where(day == TEST_DAY, "test", np.where(day == VALID_DAY, "valid", "train"))
+    planted = {label: truth[label] for label in spec.labels.values() if label in PLANTED}
     return Dataset(spec, frame, split, source=f"synthetic ({name})",
-                   meta={"options": asdict(options), "split": "by day: train 0-7, valid 8, test 9"})
+                   meta={"options": asdict(options), "split": "by day: train 0-7, valid 8, test 9",
+                         "planted": planted})
 
 
 def register_all(register) -> None:

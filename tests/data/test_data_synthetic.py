@@ -371,3 +371,30 @@ def test_mtl_labels_follow_the_scores():
 def test_mtl_bad_names_are_data_errors(name, pattern):
     with pytest.raises(DataError, match=pattern):
         describe(name)
+
+
+# --- the planted truth: each view's noiseless score, for a ceiling row in compare -------------
+
+@pytest.mark.parametrize("name, planted", [
+    ("synthetic", ["click", "like"]),
+    ("synthetic-msl", ["click"]),
+    ("synthetic-chain", ["click"]),  # conversion's score is conditional on the click: no ceiling
+    ("synthetic-esm2", ["click"]),
+    ("synthetic-mtl", ["click", "like"]),
+])
+def test_each_view_carries_the_noiseless_score_of_its_plain_labels(name, planted):
+    data = load(f"{name}:rows=6000")
+    assert sorted(data.meta["planted"]) == sorted(planted)
+    frame, truth = (synthetic.generate_mtl(synthetic.MtlOptions(rows=6000)) if name == "synthetic-mtl"
+                    else generate(Options(rows=6000), action=name == "synthetic-esm2"))
+    for label in planted:
+        np.testing.assert_array_equal(data.meta["planted"][label], truth[label])  # row for row
+        assert len(data.meta["planted"][label]) == len(data.frame)
+
+
+def test_the_noiseless_score_ranks_its_labels_better_than_chance_and_worse_than_perfectly():
+    from sklearn.metrics import roc_auc_score
+
+    data = load("synthetic:rows=20000")
+    for label, score in data.meta["planted"].items():
+        assert 0.75 < roc_auc_score(data.frame[label], score) < 0.95, label
