@@ -35,6 +35,11 @@ makes model comparisons show known effects:
   makes tab2's task vectors orthogonal to tab0's and ``2.0`` their negation (the linear part of
   tab2's score reversed; the sinusoids are not odd, so not the whole rule); even there
   the shared model reaches tab2 click AUC 0.7922 ± 0.0018 against STAR's 0.7855 ± 0.0050.
+* ``shared_planes=1`` rotates every scenario in tab0's planes instead of planes of its own, so
+  tab2's task vectors lie in the span of tab0's and tab1's: what tab2's rule reads from f is
+  learnt from the other scenarios' rows too, and tab2 only needs its own combination of it (the
+  case where sharing across scenarios should pay). With the default ``0``, tab2's rule reads a
+  direction of f that only tab2's 10% of the rows show.
 * Days 0..9 (rows i.i.d. across days; no drift): train on days 0-7, valid on 8, test on 9.
 
 Names: ``synthetic`` (click, like), ``synthetic-msl`` (click, with ``scenario`` as a feature and
@@ -123,11 +128,16 @@ class Options:
     correlation: float = 0.5  # cosine between task vectors (click and like, conversion, action)
     scenario_shift: float = 0.6  # 0: scenarios differ only in base rates; 1: tab2 orthogonal; 2: negated
     noise: float = 0.5  # std of the Gaussian noise added to each logit
+    # 0: each scenario rotates in planes of its own; 1: all in tab0's planes, so tab2's task
+    # vectors lie in the span of tab0's and tab1's (what tab2 needs is learnt from the others)
+    shared_planes: int = 0
 
     def check(self) -> "Options":
         problems = _common_problems(self)
         if not 0.0 <= self.scenario_shift <= 2.0:
             problems.append(("scenario_shift", f"must be in [0, 2], got {self.scenario_shift}"))
+        if self.shared_planes not in (0, 1):
+            problems.append(("shared_planes", f"must be 0 or 1, got {self.shared_planes}"))
         return _checked(self, problems)
 
 
@@ -249,6 +259,16 @@ def scenario_rotation(angle: float, basis: np.ndarray) -> np.ndarray:
     return basis @ block @ basis.T
 
 
+def scenario_rotations(options: Options, planes: list[np.ndarray]) -> np.ndarray:
+    """One rotation per scenario, (S, DIM, DIM): by scenario_shift · SCENARIO_ANGLES[s] · π/2 in
+    the planes of ``planes[s]``, or of ``planes[0]`` for every scenario with ``shared_planes``
+    (then rotations by different angles commute and R_2 w lies in span(w, R_1 w))."""
+    if options.shared_planes:
+        planes = [planes[0]] * len(planes)
+    angles = [a * options.scenario_shift * np.pi / 2 for a in SCENARIO_ANGLES]
+    return np.stack([scenario_rotation(a, p) for a, p in zip(angles, planes)])
+
+
 def _orthonormal(rng: np.random.Generator) -> np.ndarray:
     q, r = np.linalg.qr(rng.normal(size=(DIM, DIM)))
     return q * np.sign(np.diag(r))
@@ -320,8 +340,7 @@ def generate(options: Options = Options(), action: bool = False):
     f /= np.sqrt(sum(v ** 2 for v in scale.values()))
 
     vectors = task_vectors(options.correlation, basis)
-    angles = [a * options.scenario_shift * np.pi / 2 for a in SCENARIO_ANGLES]
-    rotations = np.stack([scenario_rotation(a, p) for a, p in zip(angles, planes)])
+    rotations = scenario_rotations(options, planes)
     logits, labels = {}, {}
     for task in TASKS:
         z = np.einsum("nd,nd->n", f, (rotations @ vectors[task])[scenario])

@@ -201,6 +201,31 @@ def test_scenario_rotation_has_the_stated_cosine():
         assert x @ rotation @ x == pytest.approx(np.cos(0.7) * x @ x)
 
 
+@pytest.mark.parametrize("shared", [0, 1])
+def test_shared_planes_put_tab2s_task_vector_in_the_span_of_tab0s_and_tab1s(shared):
+    rng = np.random.default_rng(4)
+    planes = [np.linalg.qr(rng.normal(size=(8, 8)))[0] for _ in synthetic.SCENARIOS]
+    rotations = synthetic.scenario_rotations(Options(shared_planes=shared), planes)
+    for w in rng.normal(size=(3, 8)):
+        tab0, tab1, tab2 = rotations @ w
+        span = np.stack([tab0, tab1], axis=1)
+        residual = tab2 - span @ np.linalg.lstsq(span, tab2, rcond=None)[0]
+        if shared:
+            assert np.linalg.norm(residual) < 1e-10 * np.linalg.norm(w)
+        else:  # planes of its own: tab2 needs a direction tab0 and tab1 never show
+            assert np.linalg.norm(residual) > 0.1 * np.linalg.norm(w)
+
+
+def test_shared_planes_change_only_tab1_and_tab2_labels(small):
+    frame, logits = small
+    other, other_logits = generate(Options(rows=ROWS, shared_planes=1))
+    features = [c for c in frame.columns if c not in LABELS]
+    pd.testing.assert_frame_equal(frame[features], other[features])
+    tab0 = frame["scenario"].to_numpy() == "tab0"  # angle 0: no rotation, whatever the planes
+    np.testing.assert_allclose(other_logits["click"][tab0], logits["click"][tab0])
+    assert not np.allclose(other_logits["click"][~tab0], logits["click"][~tab0])
+
+
 def test_a_linear_model_on_one_hot_ids_finds_signal(small):
     """Sanity that each label carries learnable signal: no neural net needed."""
     from scipy import sparse
@@ -260,7 +285,7 @@ def test_options_on_the_name():
     data = load("synthetic:correlation=0.1, rows=3000,seed=3")
     assert isinstance(data, Dataset) and len(data) == 3000
     assert data.meta["options"] == {"rows": 3000, "seed": 3, "correlation": 0.1,
-                                    "scenario_shift": 0.6, "noise": 0.5}
+                                    "scenario_shift": 0.6, "noise": 0.5, "shared_planes": 0}
     assert len(load("synthetic:rows=1e3")) == 1000
     assert len(load("synthetic:rows=3000", rows=500)) == 500  # the argument wins
     same, _ = generate(Options(rows=3000, seed=3, correlation=0.1))
@@ -279,6 +304,8 @@ def test_options_on_the_name():
     ("synthetic:seed=-1", r"seed: must be >= 0"),
     ("synthetic:noise=-1", r"noise: must be >= 0"),
     ("synthetic:scenario_shift=2.5", r"scenario_shift: must be in \[0, 2\]"),
+    ("synthetic:shared_planes=2", r"shared_planes: must be 0 or 1, got 2"),
+    ("synthetic:shared_planes=0.5", r"shared_planes.* must be an integer"),
     ("synthetic:rows=10,rows=20", r"given twice"),
     ("synthetic-msi", r"unknown synthetic dataset 'synthetic-msi'.*did you mean 'synthetic-msl'"),
 ])
