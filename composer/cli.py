@@ -277,6 +277,7 @@ def cmd_compare(args) -> int:
     from .data.registry import load
     from .metrics import compare_scenario_table, compare_table
 
+    baseline = _baseline(args)
     reports, times, dataset = {}, {}, None
     for file in args.files:
         for seed_i in range(args.seeds):
@@ -309,6 +310,10 @@ def cmd_compare(args) -> int:
         per_scenario = f"per scenario (test rows: {sizes}), exact AUC\n{compare_scenario_table(rows_of)}"
         print(per_scenario)
         table += "\n\n" + per_scenario
+    if len(reports) > 1 and args.seeds > 1:
+        paired = _paired_tables(reports, baseline)
+        print(paired)
+        table += "\n\n" + paired
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "compare.txt"), "w") as fh:
@@ -320,6 +325,37 @@ def cmd_compare(args) -> int:
             planted.save(os.path.join(args.out, "planted-truth"))
         print(f"saved to {args.out}")
     return 0
+
+
+def _baseline(args) -> str | None:
+    """The name of the --baseline blueprint (a file given or a blueprint's name), checked before
+    anything trains; None: the first."""
+    if args.baseline is None:
+        return None
+    from .blueprint import load_blueprint
+    from .blueprint.errors import did_you_mean
+
+    names = {}
+    for file in args.files:
+        names[str(file)] = names[os.path.basename(str(file))] = load_blueprint(file, data=args.data)[0].name
+    if args.baseline in names:
+        return names[args.baseline]
+    if args.baseline in names.values():
+        return args.baseline
+    choices = sorted(set(names.values()))
+    raise BlueprintError(f"'{args.baseline}' is not one of the compared blueprints", key="--baseline",
+                         hint=did_you_mean(args.baseline, choices, what="blueprints"))
+
+
+def _paired_tables(reports, baseline) -> str:
+    from .paired import paired_table
+
+    base = baseline or next(iter(reports))
+    text = (f"paired with {base} (run i of each model: same test rows; +: ahead of {base}), "
+            f"AUC difference (runs ahead/pairs, paired t-test p)\n{paired_table(reports, base)}")
+    if any(r[0].scenarios for r in reports.values()):
+        text += f"\nper scenario\n{paired_table(reports, base, by='scenario')}"
+    return text
 
 
 def cmd_export(args) -> int:
@@ -412,7 +448,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--data", help="dataset for every blueprint (default: each blueprint's data:)")
     _add_training_overrides(s)
     s.add_argument("--rows", type=int, help="use only the first N rows")
-    s.add_argument("--seeds", type=int, default=1, help="seeds per blueprint (mean ± std)")
+    s.add_argument("--seeds", type=int, default=1, help="seeds per blueprint (mean ± std); with 2 or "
+                   "more, a paired table against the baseline follows")
+    s.add_argument("--baseline", help="blueprint (file or name) the others are paired with "
+                   "(default: the first)")
     s.add_argument("--out", help="folder for the table and per-model metrics")
     s.set_defaults(func=cmd_compare)
     s = sub.add_parser("export", help="write .keras and a raw-feature SavedModel for serving")

@@ -1,0 +1,92 @@
+"""Paired comparison of models trained over the same seeds: is B ahead of A beyond seed noise?
+
+``composer compare A B ... --seeds N`` trains every blueprint N times on one split. Two
+``mean ± std`` columns that overlap say little: runs of A and B with the same seed index share the
+test rows (and, with one ``--seed``, the seed), so the difference within a pair has far less
+spread than either model alone. This module reports, for every model against the first one, the
+mean of the paired differences, how many pairs it is ahead in, and the two-sided paired t-test
+p-value (``scipy.stats.ttest_rel``; scipy rather than our own t distribution). A small p says the
+mean difference is unlikely to be zero under seed noise; it does not make a small gap large.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .metrics import METRICS, Report
+
+
+def paired_differences(base: Sequence[float | None], other: Sequence[float | None]) -> dict | None:
+    """Pairs i where both runs have a value: mean difference other - base, pairs ahead, pairs,
+    and the paired t-test p (None when under 2 pairs or every difference is the same)."""
+    pairs = [(a, b) for a, b in zip(base, other) if a is not None and b is not None]
+    if not pairs:
+        return None
+    a, b = (np.array(x, dtype=float) for x in zip(*pairs))
+    d = b - a
+    p = None
+    if len(d) >= 2 and np.ptp(d) > 1e-12:  # equal differences (to rounding): no spread, no test
+        from scipy.stats import ttest_rel
+
+        p = float(ttest_rel(b, a).pvalue)
+    return {"mean": float(d.mean()), "ahead": int((d > 0).sum()), "pairs": len(d), "p": p}
+
+
+def _cell(stats: dict | None, digits: int) -> str:
+    if stats is None:
+        return "n/a"
+    p = "p n/a" if stats["p"] is None else f"p {stats['p']:.3f}"
+    return f"{stats['mean']:+.{digits}f} ({stats['ahead']}/{stats['pairs']}, {p})"
+
+
+def _runs(reports) -> dict[str, list[Report]]:
+    return {name: [r] if isinstance(r, Report) else list(r) for name, r in reports.items()}
+
+
+def paired_table(reports: Mapping[str, Report | Sequence[Report]], baseline: str | None = None,
+                 metric: str = "auc", by: str = "task", digits: int = 4) -> str:
+    """A row per model other than ``baseline`` (default: the first), a column per task and the
+    macro average (``by="task"``) or per (scenario, task) (``by="scenario"``); each cell is
+    ``+mean difference (pairs ahead/pairs, p paired t-test)`` against the baseline's runs taken
+    in the same order (run i of each model)."""
+    from tabulate import tabulate
+
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
+    if by not in ("task", "scenario"):
+        raise ValueError(f"paired_table(by={by!r}): valid: 'task', 'scenario'")
+    runs = _runs(reports)
+    baseline = baseline if baseline is not None else next(iter(runs))
+    if baseline not in runs:
+        raise ValueError(f"baseline {baseline!r} is not one of the models: {', '.join(runs)}")
+
+    def value(r: Report, key):
+        if by == "scenario":
+            s, t = key
+            m = r.scenarios.get(s, {}).get(t)
+            return None if m is None else getattr(m, metric)
+        return r.macro()[metric] if key is None else (getattr(r.tasks[key], metric) if key in r.tasks else None)
+
+    keys: list = []
+    for rs in runs.values():
+        for r in rs:
+            found = ([(s, t) for s, tasks in r.scenarios.items() for t in tasks] if by == "scenario"
+                     else list(r.tasks))
+            keys += [k for k in found if k not in keys]
+    if by == "task":
+        keys.append(None)  # the macro average
+    label = (lambda k: f"{k[0]} {k[1]} {metric.upper()}") if by == "scenario" else (
+        lambda k: f"{'macro' if k is None else k} {metric.upper()}")
+    base = runs[baseline]
+    body = []
+    for name, rs in runs.items():
+        if name == baseline:
+            continue
+        same_tasks = {frozenset(r.tasks) for r in base + rs} == {frozenset(base[0].tasks)}
+        body.append([name] + [
+            "n/a" if k is None and not same_tasks  # a macro over other tasks is no comparison
+            else _cell(paired_differences([value(r, k) for r in base], [value(r, k) for r in rs]), digits)
+            for k in keys])
+    return tabulate(body, headers=["model"] + [label(k) for k in keys], disable_numparse=True,
+                    colalign=["left"] + ["right"] * len(keys))
