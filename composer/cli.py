@@ -274,10 +274,9 @@ PLANTED_NOTE = ("(planted truth): the data generator's own noiseless score on th
 def cmd_compare(args) -> int:
     _quiet_tf()
     from . import training
-    from .data.registry import load
     from .metrics import compare_scenario_table, compare_table
 
-    baseline = _baseline(args)
+    baseline = _compared(args)
     reports, times, dataset = {}, {}, None
     for file in args.files:
         for seed_i in range(args.seeds):
@@ -294,6 +293,8 @@ def cmd_compare(args) -> int:
                   f"{exp.timings['train_s']:.1f}s, test macro AUC {reports[name][-1].macro().get('auc')}",
                   flush=True)
     planted = training.planted_report(exp)  # the data's own noiseless score, where it has one
+    if planted and any(set(r.tasks) != set(planted.tasks) for rs in reports.values() for r in rs):
+        planted = None  # the blueprints predict different tasks: no one ceiling row fits them all
     rows_of = {**reports, PLANTED_ROW: [planted]} if planted else reports
     table = compare_table(rows_of)
     if planted:
@@ -327,35 +328,45 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def _baseline(args) -> str | None:
-    """The name of the --baseline blueprint (a file given or a blueprint's name), checked before
-    anything trains; None: the first."""
-    if args.baseline is None:
-        return None
+def _compared(args) -> str | None:
+    """Checks a compare command line before anything trains (blueprints are read, not built):
+    --seeds, one name per blueprint (results are keyed by name), and --baseline, a file given or a
+    blueprint's name. Returns the baseline's name (None: the first blueprint)."""
     from .blueprint import load_blueprint
     from .blueprint.errors import did_you_mean
 
-    names = {}
+    if args.seeds < 1:
+        raise BlueprintError(f"must be at least 1, got {args.seeds}", key="--seeds")
+    by_name: dict[str, str] = {}
     for file in args.files:
-        names[str(file)] = names[os.path.basename(str(file))] = load_blueprint(file, data=args.data)[0].name
-    if args.baseline in names:
-        return names[args.baseline]
-    if args.baseline in names.values():
-        return args.baseline
-    choices = sorted(set(names.values()))
+        bp, doc = load_blueprint(file, data=args.data)
+        if bp.name in by_name:
+            raise BlueprintError(f"blueprint name '{bp.name}' is also the name of {by_name[bp.name]}",
+                                 location=doc.location(("name",)), key="name",
+                                 hint="compare keys results by name: give each blueprint its own name")
+        by_name[bp.name] = str(file)
+    if args.baseline is None:
+        return None
+    if len(by_name) < 2 or args.seeds < 2:
+        raise BlueprintError("pairs runs, so it needs two blueprints or more and --seeds 2 or more",
+                             key="--baseline")
+    for name, file in by_name.items():
+        if args.baseline == name or os.path.realpath(args.baseline) == os.path.realpath(file):
+            return name
     raise BlueprintError(f"'{args.baseline}' is not one of the compared blueprints", key="--baseline",
-                         hint=did_you_mean(args.baseline, choices, what="blueprints"))
+                         hint=did_you_mean(args.baseline, list(by_name), what="blueprints"))
 
 
 def _paired_tables(reports, baseline) -> str:
     from .paired import paired_table
 
     base = baseline or next(iter(reports))
-    text = (f"paired with {base} (run i of each model: same test rows; +: ahead of {base}), "
-            f"AUC difference (runs ahead/pairs, paired t-test p)\n{paired_table(reports, base)}")
+    text = (f"paired with {base}, run i of each model with run i of {base} (the i-th seed), "
+            f"AUC difference (+: ahead; runs ahead/pairs, paired t-test p)\n{paired_table(reports, base)}")
     if any(r[0].scenarios for r in reports.values()):
         text += f"\nper scenario\n{paired_table(reports, base, by='scenario')}"
-    return text
+    return text + ("\np covers run-to-run (seed) variation on this one test split, not the sampling of its rows; "
+                   "one p per cell, not corrected for the number of cells")
 
 
 def cmd_export(args) -> int:

@@ -424,7 +424,7 @@ def compare_table(reports: Mapping[str, Report | Sequence[Report]],
     for m in metrics:
         if m not in METRICS:
             raise ValueError(f"unknown metric {m!r}; valid: {', '.join(METRICS)}")
-    runs = {name: [r] if isinstance(r, Report) else list(r) for name, r in reports.items()}
+    runs = as_runs(reports)
     for name, rs in runs.items():
         if not rs:
             raise ValueError(f"compare_table: model {name!r} has no report")
@@ -459,7 +459,7 @@ def compare_scenario_table(reports: Mapping[str, Report | Sequence[Report]], met
 
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
-    runs = {name: [r] if isinstance(r, Report) else list(r) for name, r in reports.items()}
+    runs = as_runs(reports)
     columns: list[tuple] = []
     for rs in runs.values():
         for r in rs:
@@ -474,6 +474,11 @@ def compare_scenario_table(reports: Mapping[str, Report | Sequence[Report]], met
         body.append(row)
     return tabulate(body, headers=head, disable_numparse=True,
                     colalign=["left"] + ["right"] * (len(head) - 1))
+
+
+def as_runs(reports: Mapping[str, Report | Sequence[Report]]) -> dict[str, list[Report]]:
+    """Model -> its list of reports (one per seed); a single report becomes a list of one."""
+    return {name: [r] if isinstance(r, Report) else list(r) for name, r in reports.items()}
 
 
 def _spread(values: list[float | None], digits: int) -> str:

@@ -1,12 +1,13 @@
 """Paired comparison of models trained over the same seeds: is B ahead of A beyond seed noise?
 
-``composer compare A B ... --seeds N`` trains every blueprint N times on one split. Two
-``mean ± std`` columns that overlap say little: runs of A and B with the same seed index share the
-test rows (and, with one ``--seed``, the seed), so the difference within a pair has far less
-spread than either model alone. This module reports, for every model against the first one, the
-mean of the paired differences, how many pairs it is ahead in, and the two-sided paired t-test
-p-value (``scipy.stats.ttest_rel``; scipy rather than our own t distribution). A small p says the
-mean difference is unlikely to be zero under seed noise; it does not make a small gap large.
+``composer compare A B ... --seeds N`` trains every blueprint N times on one split; run i of each
+model uses the i-th seed (with ``--seed``, the very same seed: same initialisation stream and
+shuffling order). This module reports, for every model against a baseline (the first by
+default), the mean of the differences run i - baseline run i, how many runs are ahead, and the
+two-sided paired t-test p-value (``scipy.stats.ttest_rel``; scipy rather than our own t
+distribution). The test rows are the same for every run, so p covers run-to-run (seed) variation
+on this test split, not the sampling of its rows; a small p says the mean difference is unlikely
+to be seed noise, not that it is large, and one table holds many p-values, uncorrected.
 """
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .metrics import METRICS, Report
+from .metrics import METRICS, Report, as_runs
 
 
 def paired_differences(base: Sequence[float | None], other: Sequence[float | None]) -> dict | None:
     """Pairs i where both runs have a value: mean difference other - base, pairs ahead, pairs,
     and the paired t-test p (None when under 2 pairs or every difference is the same)."""
+    if len(base) != len(other):
+        raise ValueError(f"paired runs: {len(base)} baseline runs against {len(other)}")
     pairs = [(a, b) for a, b in zip(base, other) if a is not None and b is not None]
     if not pairs:
         return None
@@ -36,12 +39,8 @@ def paired_differences(base: Sequence[float | None], other: Sequence[float | Non
 def _cell(stats: dict | None, digits: int) -> str:
     if stats is None:
         return "n/a"
-    p = "p n/a" if stats["p"] is None else f"p {stats['p']:.3f}"
+    p = "p n/a" if stats["p"] is None else "p < 0.001" if stats["p"] < 0.001 else f"p {stats['p']:.3f}"
     return f"{stats['mean']:+.{digits}f} ({stats['ahead']}/{stats['pairs']}, {p})"
-
-
-def _runs(reports) -> dict[str, list[Report]]:
-    return {name: [r] if isinstance(r, Report) else list(r) for name, r in reports.items()}
 
 
 def paired_table(reports: Mapping[str, Report | Sequence[Report]], baseline: str | None = None,
@@ -56,7 +55,7 @@ def paired_table(reports: Mapping[str, Report | Sequence[Report]], baseline: str
         raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
     if by not in ("task", "scenario"):
         raise ValueError(f"paired_table(by={by!r}): valid: 'task', 'scenario'")
-    runs = _runs(reports)
+    runs = as_runs(reports)
     baseline = baseline if baseline is not None else next(iter(runs))
     if baseline not in runs:
         raise ValueError(f"baseline {baseline!r} is not one of the models: {', '.join(runs)}")

@@ -348,12 +348,13 @@ def planted_report(exp: Experiment, part: str = "test"):
     column -> one score per row; the synthetic generators give it), as if it were a model's
     prediction: the ceiling a model's AUC on these labels can be read against. None unless every
     task reads one such label column on all its rows (no label expression, no ``where``)."""
-    planted = getattr(exp.dataset, "meta", {}).get("planted") or {}
+    if "planted" not in getattr(exp.dataset, "meta", {}):
+        return None
+    planted = exp.dataset.part(part).meta["planted"]
     tasks = exp.bp.tasks
     if not tasks or any(t.where or t.label_text not in planted for t in tasks):
         return None
-    rows = exp.dataset.split == part
-    return report(exp, part, predictions={t.name: np.asarray(planted[t.label_text])[rows] for t in tasks})
+    return report(exp, part, predictions={t.name: planted[t.label_text] for t in tasks})
 
 
 def save_run(exp: Experiment, out_dir: str, history=None, test_report=None) -> Path:

@@ -75,7 +75,8 @@ def test_compare_with_seeds_prints_the_paired_tables(tmp_path, capsys):
                  "--baseline", "split_merge", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0
-    assert "paired with split_merge (run i of each model" in out
+    assert "paired with split_merge, run i of each model with run i of split_merge" in out
+    assert "not corrected for the number of cells" in out
     rows = [line for line in out.splitlines() if line.startswith("shared_bottom ") and "/2, p" in line]
     assert len(rows) == 2  # overall and per scenario
     assert "paired with split_merge" in (tmp_path / "compare.txt").read_text()
@@ -88,3 +89,51 @@ def test_compare_names_a_baseline_that_is_not_compared(capsys):
     assert code == 2
     assert "--baseline" in err and "'mmoee' is not one of the compared blueprints" in err
     assert "did you mean 'mmoe'" in err
+
+
+def test_paired_differences_refuse_lists_of_different_lengths_and_show_tiny_p():
+    with pytest.raises(ValueError, match="3 baseline runs against 2"):
+        paired_differences([0.7, 0.7, 0.7], [0.8, 0.8])
+    base = [0.70, 0.71, 0.72, 0.73, 0.74, 0.75]
+    reports = {"a": [_report(v) for v in base], "b": [_report(v + 0.1 + 1e-4 * i) for i, v in enumerate(base)]}
+    assert "(6/6, p < 0.001)" in paired_table(reports)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--seeds", "0"], "--seeds: must be at least 1, got 0"),
+    (["--baseline", "mmoe"], "--baseline: pairs runs, so it needs two blueprints or more and --seeds 2 or more"),
+])
+def test_compare_checks_its_command_line_before_training(extra, message, capsys):
+    code = main(["compare", str(ROOT / "blueprints/shared_bottom.yaml"), str(ROOT / "blueprints/mmoe.yaml"), *extra])
+    assert code == 2 and message in capsys.readouterr().err
+
+
+def test_compare_refuses_two_blueprints_of_one_name(tmp_path, capsys):
+    copy = tmp_path / "mmoe_copy.yaml"
+    copy.write_text((ROOT / "blueprints/mmoe.yaml").read_text())
+    code = main(["compare", str(ROOT / "blueprints/mmoe.yaml"), str(copy)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "mmoe_copy.yaml" in err and "blueprint name 'mmoe' is also the name of" in err
+    assert "give each blueprint its own name" in err
+
+
+def test_compare_takes_the_baseline_as_a_path_too(capsys):
+    from composer.cli import _compared, parser
+
+    files = [str(ROOT / "blueprints/shared_bottom.yaml"), str(ROOT / "blueprints/mmoe.yaml")]
+    args = parser().parse_args(["compare", *files, "--seeds", "2", "--baseline",
+                                str(ROOT / "blueprints/../blueprints/mmoe.yaml")])
+    assert _compared(args) == "mmoe"
+
+
+def test_compare_leaves_out_the_planted_row_when_blueprints_predict_different_tasks(tmp_path, capsys):
+    click_only = tmp_path / "click_only.yaml"
+    click_only.write_text((ROOT / "blueprints/shared_bottom.yaml").read_text()
+                          .replace("name: shared_bottom", "name: click_only")
+                          .replace("tasks: from_data", "tasks: [{name: click}]"))
+    args = ["--data", "synthetic-mtl:rows=3000", "--epochs", "1"]
+    assert main(["compare", str(ROOT / "blueprints/mmoe.yaml"), *args]) == 0
+    assert "(planted truth)" in capsys.readouterr().out
+    assert main(["compare", str(ROOT / "blueprints/mmoe.yaml"), str(click_only), *args]) == 0
+    assert "(planted truth)" not in capsys.readouterr().out

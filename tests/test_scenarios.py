@@ -204,7 +204,8 @@ def test_compare_prints_a_per_scenario_table(tmp_path, capsys):
     frame, score = data.frame[test], data.meta["planted"]["click"][test]
     tab2 = (frame["scenario"] == "tab2").to_numpy()
     assert float(planted[1][-1]) == pytest.approx(roc_auc_score(frame["click"][tab2], score[tab2]), abs=1e-4)
-    assert json.dumps(saved)
+    assert saved["tasks"]["click"]["auc"] == pytest.approx(roc_auc_score(frame["click"], score), abs=1e-12)
+    assert float(planted[0][2]) == pytest.approx(saved["tasks"]["click"]["auc"], abs=1e-4)
 
 
 def test_referencing_a_block_stamped_per_scenario_names_its_copies():

@@ -36,12 +36,15 @@ class Dataset:
     frame: "object"  # pandas.DataFrame with every feature, label, scenario and group column
     split: np.ndarray  # one of SPLITS per row
     source: str = ""  # file(s) it came from, for messages
-    meta: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)  # "planted": label -> noiseless score per row (synthetic)
 
     def part(self, name: str) -> "Dataset":
         mask = self.split == name
+        meta = dict(self.meta)
+        if "planted" in meta:  # one score per row: keep it aligned with the rows kept
+            meta["planted"] = {k: np.asarray(v)[mask] for k, v in meta["planted"].items()}
         return Dataset(self.spec, self.frame.loc[mask].reset_index(drop=True), self.split[mask],
-                       self.source, self.meta)
+                       self.source, meta)
 
     def head(self, name: str, n: int):
         """The first ``n`` rows of one split (a streamed dataset answers this too)."""
