@@ -40,7 +40,8 @@ def _cell(stats: dict | None, digits: int) -> str:
     if stats is None:
         return "n/a"
     p = "p n/a" if stats["p"] is None else "p < 0.001" if stats["p"] < 0.001 else f"p {stats['p']:.3f}"
-    return f"{stats['mean']:+.{digits}f} ({stats['ahead']}/{stats['pairs']}, {p})"
+    mean = stats["mean"] if round(stats["mean"], digits) else 0.0  # no "-0.0000"
+    return f"{mean:+.{digits}f} ({stats['ahead']}/{stats['pairs']}, {p})"
 
 
 def paired_table(reports: Mapping[str, Report | Sequence[Report]], baseline: str | None = None,

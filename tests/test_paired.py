@@ -97,6 +97,8 @@ def test_paired_differences_refuse_lists_of_different_lengths_and_show_tiny_p():
     base = [0.70, 0.71, 0.72, 0.73, 0.74, 0.75]
     reports = {"a": [_report(v) for v in base], "b": [_report(v + 0.1 + 1e-4 * i) for i, v in enumerate(base)]}
     assert "(6/6, p < 0.001)" in paired_table(reports)
+    tiny = {"a": [_report(0.7), _report(0.7)], "b": [_report(0.7 - 1e-7), _report(0.7 - 2e-7)]}
+    assert "+0.0000 (0/2, p" in paired_table(tiny)  # not "-0.0000"
 
 
 @pytest.mark.parametrize("extra, message", [
