@@ -267,8 +267,9 @@ def cmd_evaluate(args) -> int:
 
 
 PLANTED_ROW = "(planted truth)"
-PLANTED_NOTE = ("(planted truth): the data generator's own noiseless score on the same test rows, not a model.\n"
-                "The labels are drawn with noise around it, so it is about the best a model can expect.")
+PLANTED_NOTE = ("(planted truth): the data generator's own score of the same test rows, the best its columns "
+                "allow; not a model.\nThe labels are drawn with noise around it, so it is about the best a "
+                "model can expect.")
 
 
 def cmd_compare(args) -> int:
@@ -292,7 +293,7 @@ def cmd_compare(args) -> int:
             print(f"{name} (seed {exp.bp.training.seed}): {exp.timings['epochs_run']} epochs, "
                   f"{exp.timings['train_s']:.1f}s, test macro AUC {reports[name][-1].macro().get('auc')}",
                   flush=True)
-    planted = training.planted_report(exp)  # the data's own noiseless score, where it has one
+    planted = training.planted_report(exp)  # the data generator's best score, where it has one
     if planted and any(set(r.tasks) != set(planted.tasks) for rs in reports.values() for r in rs):
         planted = None  # the blueprints predict different tasks: no one ceiling row fits them all
     rows_of = {**reports, PLANTED_ROW: [planted]} if planted else reports

@@ -344,7 +344,7 @@ def report(exp: Experiment, part: str = "test", predictions=None):
 
 
 def planted_report(exp: Experiment, part: str = "test"):
-    """The same metrics for the data's own noiseless score (``Dataset.meta["planted"]``, label
+    """The same metrics for the data's own best score (``Dataset.meta["planted"]``, label
     column -> one score per row; the synthetic generators give it), as if it were a model's
     prediction: the ceiling a model's AUC on these labels can be read against. None unless every
     task reads one such label column on all its rows (no label expression, no ``where``)."""

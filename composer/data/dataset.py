@@ -36,7 +36,7 @@ class Dataset:
     frame: "object"  # pandas.DataFrame with every feature, label, scenario and group column
     split: np.ndarray  # one of SPLITS per row
     source: str = ""  # file(s) it came from, for messages
-    meta: dict = field(default_factory=dict)  # "planted": label -> noiseless score per row (synthetic)
+    meta: dict = field(default_factory=dict)  # "planted": label -> the best score per row (synthetic)
 
     def part(self, name: str) -> "Dataset":
         mask = self.split == name

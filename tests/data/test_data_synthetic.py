@@ -402,21 +402,47 @@ def test_mtl_bad_names_are_data_errors(name, pattern):
 
 # --- the planted truth: each view's noiseless score, for a ceiling row in compare -------------
 
-@pytest.mark.parametrize("name, planted", [
-    ("synthetic", []),  # the score depends on the scenario, which this view hides
-    ("synthetic-msl", ["click"]),
-    ("synthetic-chain", []),  # and conversion's score is conditional on the click
-    ("synthetic-esm2", []),
-    ("synthetic-mtl", ["click", "like"]),
+@pytest.mark.parametrize("name, planted, hidden", [
+    ("synthetic", ["click", "like"], True),  # the score reads the scenario, which this view hides
+    ("synthetic-msl", ["click"], False),
+    ("synthetic-chain", ["click"], True),  # conversion's score is conditional on the click: none
+    ("synthetic-esm2", ["click"], True),
+    ("synthetic-mtl", ["click", "like"], False),
 ])
-def test_views_whose_score_reads_only_features_carry_it(name, planted):
+def test_each_view_carries_the_best_score_its_columns_allow(name, planted, hidden):
     data = load(f"{name}:rows=6000")
     assert sorted(data.meta["planted"]) == sorted(planted)
-    frame, truth = (synthetic.generate_mtl(synthetic.MtlOptions(rows=6000)) if name == "synthetic-mtl"
-                    else generate(Options(rows=6000)))
-    for label in planted:  # the generator's own score, one per row of the table
+    if name == "synthetic-mtl":
+        _, truth = synthetic.generate_mtl(synthetic.MtlOptions(rows=6000))
+    else:
+        out = generate(Options(rows=6000), hidden_scenario=True)
+        truth = out[2] if hidden else out[1]  # averaged over the hidden scenario, or the row's own
+    for label in planted:
         np.testing.assert_array_equal(data.meta["planted"][label], truth[label])
         assert len(data.meta["planted"][label]) == len(data.frame)
+
+
+def test_the_hidden_scenario_ceiling_is_the_shares_average_of_each_scenarios_probability():
+    # no rotation, no noise: each scenario's logit is the row's score plus that scenario's base
+    frame, logits, visible = generate(Options(rows=3000, scenario_shift=0.0, noise=0.0), hidden_scenario=True)
+    sid = frame["scenario"].map({s: i for i, s in enumerate(synthetic.SCENARIOS)}).to_numpy()
+    for task in ("click", "like"):
+        base = np.asarray(synthetic.BASE_LOGIT[task])
+        score = logits[task] - base[sid]
+        expected = sum(share / (1 + np.exp(-(b + score))) for share, b in zip(synthetic.SCENARIO_SHARES, base))
+        np.testing.assert_allclose(visible[task], expected, rtol=1e-12)
+    # with noise, E[σ(l + ε)] is pulled towards 1/2 and keeps its order
+    p = synthetic._expected_sigmoid(np.array([-3.0, 0.0, 3.0]), 1.0)
+    assert p[1] == pytest.approx(0.5) and 1 / (1 + np.exp(3)) < p[0] < p[2] < 1 / (1 + np.exp(-3))
+
+
+def test_the_hidden_scenario_ceiling_is_below_the_rows_own_logit():
+    from sklearn.metrics import roc_auc_score
+
+    frame, logits, visible = generate(Options(rows=40_000), hidden_scenario=True)
+    for task in ("click", "like"):
+        own, seen = roc_auc_score(frame[task], logits[task]), roc_auc_score(frame[task], visible[task])
+        assert 0.75 < seen < own - 0.01, task  # own reads the hidden scenario
 
 
 def test_the_noiseless_score_ranks_its_labels_well_and_stays_aligned_in_each_split():
