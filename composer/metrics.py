@@ -429,9 +429,7 @@ def compare_table(reports: Mapping[str, Report | Sequence[Report]],
         if not rs:
             raise ValueError(f"compare_table: model {name!r} has no report")
     all_reports = [r for rs in runs.values() for r in rs]
-    tasks: list[str] = []
-    for r in all_reports:
-        tasks += [t for t in r.tasks if t not in tasks]
+    tasks = columns_of(runs)
     metrics = [m for m in metrics if m != "gauc" or any(r.group for r in all_reports)]
     seeds = any(len(rs) > 1 for rs in runs.values())
 
@@ -442,10 +440,8 @@ def compare_table(reports: Mapping[str, Report | Sequence[Report]],
     for name, rs in runs.items():
         row = [name] + ([str(len(rs))] if seeds else [])
         for m in metrics:
-            for t in tasks:
-                row.append(_spread([getattr(r.tasks[t], m) if t in r.tasks else None for r in rs],
-                                   digits))
-            row.append(_spread([r.macro()[m] for r in rs], digits))
+            for t in tasks + [None]:  # then the macro average
+                row.append(_spread([metric_of(r, t, m) for r in rs], digits))
         body.append(row)
     align = ["left"] + ["right"] * (len(head) - 1)
     return tabulate(body, headers=head, disable_numparse=True, colalign=align)
@@ -460,18 +456,10 @@ def compare_scenario_table(reports: Mapping[str, Report | Sequence[Report]], met
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
     runs = as_runs(reports)
-    columns: list[tuple] = []
-    for rs in runs.values():
-        for r in rs:
-            columns += [(s, t) for s, tasks in r.scenarios.items() for t in tasks if (s, t) not in columns]
+    columns = columns_of(runs, by="scenario")
     head = ["model"] + [f"{s} {t} {metric.upper()}" for s, t in columns]
-    body = []
-    for name, rs in runs.items():
-        row = [name]
-        for s, t in columns:
-            values = [getattr(r.scenarios[s][t], metric) if t in r.scenarios.get(s, {}) else None for r in rs]
-            row.append(_spread(values, digits))
-        body.append(row)
+    body = [[name] + [_spread([metric_of(r, c, metric) for r in rs], digits) for c in columns]
+            for name, rs in runs.items()]
     return tabulate(body, headers=head, disable_numparse=True,
                     colalign=["left"] + ["right"] * (len(head) - 1))
 
@@ -479,6 +467,31 @@ def compare_scenario_table(reports: Mapping[str, Report | Sequence[Report]], met
 def as_runs(reports: Mapping[str, Report | Sequence[Report]]) -> dict[str, list[Report]]:
     """Model -> its list of reports (one per seed); a single report becomes a list of one."""
     return {name: [r] if isinstance(r, Report) else list(r) for name, r in reports.items()}
+
+
+def columns_of(runs: Mapping[str, Sequence[Report]], by: str = "task") -> list:
+    """The tasks (``by="scenario"``: the (scenario, task) pairs) of every report, in first-seen
+    order: the columns of a comparison table."""
+    columns: list = []
+    for rs in runs.values():
+        for r in rs:
+            found = ([(s, t) for s, tasks in r.scenarios.items() for t in tasks] if by == "scenario"
+                     else list(r.tasks))
+            columns += [c for c in found if c not in columns]
+    return columns
+
+
+def metric_of(report: Report, column, metric: str) -> float | None:
+    """One cell of a comparison: ``metric`` of a task, of a (scenario, task) pair, or of the
+    macro average (``column`` None); None where the report has no such column."""
+    if column is None:
+        return report.macro()[metric]
+    if isinstance(column, tuple):
+        scenario, task = column
+        tasks = report.scenarios.get(scenario, {})
+    else:
+        task, tasks = column, report.tasks
+    return getattr(tasks[task], metric) if task in tasks else None
 
 
 def _spread(values: list[float | None], digits: int) -> str:

@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .metrics import METRICS, Report, as_runs
+from .metrics import METRICS, Report, as_runs, columns_of, metric_of
 
 
 def paired_differences(base: Sequence[float | None], other: Sequence[float | None]) -> dict | None:
@@ -61,19 +61,7 @@ def paired_table(reports: Mapping[str, Report | Sequence[Report]], baseline: str
     if baseline not in runs:
         raise ValueError(f"baseline {baseline!r} is not one of the models: {', '.join(runs)}")
 
-    def value(r: Report, key):
-        if by == "scenario":
-            s, t = key
-            m = r.scenarios.get(s, {}).get(t)
-            return None if m is None else getattr(m, metric)
-        return r.macro()[metric] if key is None else (getattr(r.tasks[key], metric) if key in r.tasks else None)
-
-    keys: list = []
-    for rs in runs.values():
-        for r in rs:
-            found = ([(s, t) for s, tasks in r.scenarios.items() for t in tasks] if by == "scenario"
-                     else list(r.tasks))
-            keys += [k for k in found if k not in keys]
+    keys: list = columns_of(runs, by=by)
     if by == "task":
         keys.append(None)  # the macro average
     label = (lambda k: f"{k[0]} {k[1]} {metric.upper()}") if by == "scenario" else (
@@ -86,7 +74,7 @@ def paired_table(reports: Mapping[str, Report | Sequence[Report]], baseline: str
         same_tasks = {frozenset(r.tasks) for r in base + rs} == {frozenset(base[0].tasks)}
         body.append([name] + [
             "n/a" if k is None and not same_tasks  # a macro over other tasks is no comparison
-            else _cell(paired_differences([value(r, k) for r in base], [value(r, k) for r in rs]), digits)
+            else _cell(paired_differences(*([metric_of(r, k, metric) for r in x] for x in (base, rs))), digits)
             for k in keys])
     return tabulate(body, headers=["model"] + [label(k) for k in keys], disable_numparse=True,
                     colalign=["left"] + ["right"] * len(keys))

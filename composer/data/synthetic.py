@@ -352,18 +352,20 @@ def generate(options: Options = Options(), action: bool = False, hidden_scenario
 
     vectors = task_vectors(options.correlation, basis)
     rotations = scenario_rotations(options, planes)
+
+    def score(z):  # the MMoE paper's task function of z = w·f (any shape)
+        return z + np.sin(alpha * z[..., None] + beta).sum(axis=-1)
+
     logits, labels = {}, {}
     for task in TASKS:
         z = np.einsum("nd,nd->n", f, (rotations @ vectors[task])[scenario])
-        score = z + np.sin(alpha * z[:, None] + beta).sum(axis=1)
-        logits[task] = np.asarray(BASE_LOGIT[task])[scenario] + score
+        logits[task] = np.asarray(BASE_LOGIT[task])[scenario] + score(z)
         noisy = logits[task] + options.noise * noise.normal(size=n)
         labels[task] = noise.random(n) < 1.0 / (1.0 + np.exp(-noisy))
     labels["conversion"] &= labels["click"]
     if action:  # last, from its own stream: every column above keeps its values
         z = np.einsum("nd,nd->n", f, (rotations @ vectors[ACTION])[scenario])
-        score = z + np.sin(alpha * z[:, None] + beta).sum(axis=1)
-        logits[ACTION] = np.asarray(BASE_LOGIT[ACTION])[scenario] + score
+        logits[ACTION] = np.asarray(BASE_LOGIT[ACTION])[scenario] + score(z)
         noisy = (logits[ACTION] + ACTION_BUY_SHIFT * labels["conversion"]
                  + options.noise * action_noise.normal(size=n))
         labels[ACTION] = (action_noise.random(n) < 1.0 / (1.0 + np.exp(-noisy))) & labels["click"]
@@ -388,7 +390,7 @@ def generate(options: Options = Options(), action: bool = False, hidden_scenario
     visible = {}
     for task in PLANTED:
         z = f @ (rotations @ vectors[task]).T  # (n, S): the task's z under every scenario's rule
-        every = np.asarray(BASE_LOGIT[task]) + z + np.sin(alpha * z[..., None] + beta).sum(axis=-1)
+        every = np.asarray(BASE_LOGIT[task]) + score(z)
         visible[task] = _expected_sigmoid(every, options.noise) @ np.asarray(SCENARIO_SHARES)
     return frame, logits, visible
 
