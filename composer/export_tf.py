@@ -1,6 +1,8 @@
 """Serving export (TensorFlow only): a SavedModel whose signature takes raw feature values
-(strings for categorical features, numbers for numeric ones) and returns one probability per
-task. The vocabularies (with their out-of-vocabulary bucket), the log1p flags and the missing-
+(strings for categorical features, numbers for numeric ones, one delimited string per row for
+multi-valued and sequence features: ``"39,43"``, oldest first, any length, empty allowed) and
+returns one probability per task. Lists are split, looked up (or hashed), truncated and padded
+inside, exactly as training packed them. The vocabularies (with their out-of-vocabulary bucket), the log1p flags and the missing-
 value imputation travel inside the artefact as lookup tables and constants, so serving applies
 exactly the training-time mapping."""
 from __future__ import annotations
@@ -25,6 +27,8 @@ def export_saved_model(exp, path: str) -> Path:
     layout, pre, model = exp.graph.layout, exp.pre, exp.model
     tables = {}
     for name, vocab in pre.vocabularies.items():
+        if name in pre.numeric:
+            continue
         init = tf.lookup.KeyValueTensorInitializer(
             tf.constant(vocab or [""], dtype=tf.string),
             tf.constant(list(range(1, len(vocab) + 1)) or [0], dtype=tf.int64))
@@ -32,6 +36,7 @@ def export_saved_model(exp, path: str) -> Path:
 
     signature = {n: tf.TensorSpec([None], tf.string, name=n) for names in layout.categorical_by_dim.values()
                  for n in names}
+    signature.update({n: tf.TensorSpec([None], tf.string, name=n) for n in layout.lists})
     signature.update({n: tf.TensorSpec([None], tf.float32, name=n) for n in layout.numeric})
     scenario_table = None
     if layout.scenario:
@@ -47,12 +52,40 @@ def export_saved_model(exp, path: str) -> Path:
             self.tables = tables
             self.scenario_table = scenario_table
 
+        def ids(self, name, text):
+            """Ids of text values through the table ``name`` reads (its owner's)."""
+            owner = layout.table_of[name]
+            if owner in pre.hashed:
+                hashed = tf.cast(tf.strings.to_hash_bucket_fast(text, pre.hashed[owner] - 1), tf.int32) + 1
+                return tf.where(text == "", tf.zeros_like(hashed), hashed)
+            return tf.cast(self.tables[owner].lookup(text), tf.int32)
+
+        def padded(self, name, text):
+            """A delimited string per row -> (B, max_len) ids, -1 padding; a sequence keeps its newest
+            values right-aligned, a multi-valued field its first ones left-aligned (lists.pad)."""
+            spec = layout.lists[name]
+            parts = tf.strings.strip(tf.strings.split(text, ","))
+            parts = tf.ragged.boolean_mask(parts, parts != "")
+            lengths = tf.cast(parts.row_lengths(), tf.int32)
+            keep = tf.minimum(lengths, spec.max_len)
+            starts = tf.cast(parts.row_starts(), tf.int32)
+            first = starts + lengths - keep if spec.ordered else starts
+            src = tf.ragged.range(first, first + keep)
+            col = tf.ragged.range(spec.max_len - keep if spec.ordered else tf.zeros_like(keep),
+                                  spec.max_len if spec.ordered else keep)
+            row_ids = tf.cast(src.value_rowids(), tf.int32)
+            vals = self.ids(name, tf.gather(parts.flat_values, src.flat_values))
+            dense = tf.fill([tf.shape(text)[0], spec.max_len], tf.constant(-1, tf.int32))
+            return tf.tensor_scatter_nd_update(dense, tf.stack([row_ids, col.flat_values], axis=1), vals)
+
         @tf.function(input_signature=[signature])
         def serve(self, features):
             packed = {}
             for dim, names in layout.categorical_by_dim.items():
-                cols = [tf.cast(self.tables[n].lookup(features[n]), tf.int32) for n in names]
+                cols = [self.ids(n, features[n]) for n in names]
                 packed[layout.input_name(dim)] = tf.stack(cols, axis=1)
+            for name in layout.lists:
+                packed[layout.list_input(name)] = self.padded(name, features[name])
             if layout.numeric:
                 cols = []
                 for n in layout.numeric:
@@ -88,8 +121,21 @@ def raw_features(frame, layout) -> dict:
     for names in layout.categorical_by_dim.values():
         for n in names:
             out[n] = as_text(frame[n]).fillna("").to_numpy(dtype=object).astype(str)
+    for n in layout.lists:
+        out[n] = np.array([",".join(_texts(v)) for v in frame[n].tolist()], dtype=object).astype(str)
     for n in layout.numeric:
         out[n] = frame[n].to_numpy(dtype="float32")
     if layout.scenario and layout.scenario not in out:
         out[layout.scenario] = as_text(frame[layout.scenario]).fillna("").to_numpy(dtype=object).astype(str)
     return {k: np.asarray(v) for k, v in out.items()}
+
+
+def _texts(cell) -> list[str]:
+    """A list cell's values as the texts training encoded (ints without '.0')."""
+    import pandas as pd
+
+    from .data.lists import cell_values
+    from .data.preprocess import as_text
+
+    values = cell_values(cell)
+    return [] if len(values) == 0 else as_text(pd.Series(values)).fillna("").tolist()

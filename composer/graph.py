@@ -115,8 +115,8 @@ class _Builder:
         inputs = {}
         for nid, node in self.nodes.items():
             inputs[nid] = self._connect(g, node)
-            if node.block.type == "embed":
-                g.add_edge(FEATURES, nid, path=("blocks", node.source, "group"))
+            if node.block.reads_features:
+                g.add_edge(FEATURES, nid, path=("blocks", node.source, node.block.feature_field))
         outputs = {}
         for task, ref in self.bp.outputs.items():
             target = self._resolve(ref, ("outputs", task))

@@ -112,23 +112,69 @@ def prepare(blueprint_file: str, data: str | None = None, rows: int | None = Non
     if dataset is None:
         dataset = load(data_name, rows=rows)
     t1 = time.perf_counter()
-    cats = [f.name for f in bp.features if f.kind == "categorical"]
-    nums = [f.name for f in bp.features if f.kind == "numeric"]
-    scenario = (bp.scenarios.feature, bp.scenarios.ids) if bp.scenarios else None
-    if getattr(dataset, "streaming", False):  # one pass over the train rows; scenarios checked
-        pre = dataset.fit_preprocessor(cats, nums, min_count=bp.training.min_count, scenario=scenario)
-    else:
-        train = dataset.part("train").frame
-        pre = Preprocessor.fit(train, cats, nums, min_count=bp.training.min_count, scenario=scenario)
-        if scenario:  # every split checked now, at load, not when a batch first meets a bad row
-            pre.encode_scenario(dataset.frame[scenario[0]], source=dataset.source)
+    pre = fit_preprocessing(bp, doc, dataset)
     graph = build_graph(bp, doc, vocab_sizes=pre.vocab_sizes())
     with parallel.scope():
-        model = compile_graph(graph, numeric_stats=pre.numeric_stats(graph.layout) if nums else None)
+        model = compile_graph(graph, numeric_stats=pre.numeric_stats(graph.layout) if graph.layout.numeric else None,
+                              numeric_edges=pre.numeric_edges())
     plan = LossPlan.from_blueprint(bp)
     exp = Experiment(bp, graph, dataset, pre, model, plan, data_name, blueprint_file, parallel=parallel)
     exp.timings.update(load_s=t1 - t0, prepare_s=time.perf_counter() - t1)
     return exp
+
+
+def fit_preprocessing(bp, doc, dataset) -> Preprocessor:
+    """Vocabularies (shared tables fitted on every feature reading them), hashing, list
+    lengths, numeric statistics and quantile edges, from the train split only; the scenario
+    values and list lengths of every split checked now, at load, not when a batch first meets a
+    bad row."""
+    from .layout import FeatureLayout
+
+    layout = FeatureLayout.from_blueprint(bp)
+    cats = [n for names in layout.categorical_by_dim.values() for n in names]
+    scenario = (bp.scenarios.feature, bp.scenarios.ids) if bp.scenarios else None
+    extra = dict(lists={n: {"max_len": lf.max_len, "ordered": lf.ordered} for n, lf in layout.lists.items()},
+                 tables=layout.shared(), hashed=layout.hash_buckets,
+                 quantiles={n: e.buckets for n, e in layout.numeric_embed.items() if e.kind == "quantile"})
+    if getattr(dataset, "streaming", False):  # one pass over the train rows; scenarios checked
+        if any(extra.values()):
+            from .blueprint.errors import BlueprintError
+
+            what = [k for k, v in extra.items() if v]
+            raise BlueprintError(f"streaming does not read {' / '.join(what)} features yet",
+                                 location=doc.location(("training", "stream")) if doc else None,
+                                 key="training.stream", hint="train in memory (stream: false); lists, "
+                                 "shared tables, hashing and quantile embeddings stream in a later version")
+        return dataset.fit_preprocessor(cats, layout.numeric, min_count=bp.training.min_count, scenario=scenario)
+    pre = Preprocessor.fit(dataset.part("train").frame, cats, layout.numeric, min_count=bp.training.min_count,
+                           scenario=scenario, **extra)
+    if scenario:
+        pre.encode_scenario(dataset.frame[scenario[0]], source=dataset.source)
+    _check_lengths(bp, doc, dataset)
+    return pre
+
+
+def _check_lengths(bp, doc, dataset) -> None:
+    """A list longer than its max_len where the blueprint refuses truncation: an error at the
+    blueprint's max_len, with the rows that break it."""
+    from .blueprint.errors import BlueprintError
+    from .data.lists import flatten
+
+    problems = []
+    for i, f in enumerate(bp.features):
+        if getattr(f, "truncate", None) != "error" or f.name not in dataset.frame:
+            continue
+        _, lengths = flatten(dataset.frame[f.name])
+        over = np.flatnonzero(lengths > f.max_len)
+        if len(over):
+            problems.append(BlueprintError(
+                f"'{f.name}' holds more than max_len = {f.max_len} values on {len(over)} rows of "
+                f"{dataset.source or 'the data'} (longest {int(lengths.max())}; first at data row {int(over[0])})",
+                location=doc.location(("features", i, "max_len")) if doc else None,
+                key=f"features[{i}].max_len",
+                hint=f"raise max_len to {int(lengths.max())}, or let it truncate (remove truncate: error)"))
+    if problems:
+        raise BlueprintError.many(problems)
 
 
 def _override(bp, updates: dict):

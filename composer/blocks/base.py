@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..blueprint.errors import BlueprintError
 
-Kind = Literal["hidden", "logit", "prob", "weights", "experts", "fields"]
+Kind = Literal["hidden", "logit", "prob", "weights", "experts", "fields", "sequence"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,8 @@ class Block(BaseModel):
     composite: ClassVar[bool] = False
     paper: ClassVar[str] = ""  # citation shown in docs
     family: ClassVar[str] = ""
+    reads_features: ClassVar[bool] = False  # reads the input stage (drawn from the features node)
+    feature_field: ClassVar[str] = "group"  # the field naming what it reads there
 
     # -- the graph side (pure Python) ------------------------------------------------------
     def references(self) -> dict[str, str | list[str] | dict[str, str]]:

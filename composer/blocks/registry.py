@@ -15,7 +15,7 @@ def register(cls: type[Block]) -> type[Block]:
 
 
 def all_blocks() -> dict[str, type[Block]]:
-    from . import chains, dense, dynamic, experts, features, scenario  # noqa: F401  (registers the families)
+    from . import chains, dense, dynamic, experts, features, scenario, sequence  # noqa: F401  (registers the families)
 
     return dict(_BLOCKS)
 

@@ -8,7 +8,8 @@ import os
 
 from .errors import BlueprintError, did_you_mean
 from .loader import path_text
-from .schema import FROM_DATA, CategoricalFeature, FeaturesFromData, NumericFeature, Scenarios, Task
+from .schema import (FROM_DATA, CategoricalFeature, FeaturesFromData, MultiFeature, NumericFeature, Scenarios,
+                     SequenceFeature, Task)
 
 
 def needs_data(bp) -> bool:
@@ -45,6 +46,8 @@ def bind(bp, doc, spec=None):
     names = [f.name for f in features]
     wildcards = {"*": names, "*categorical": [f.name for f in features if f.kind == "categorical"],
                  "*numeric": [f.name for f in features if f.kind == "numeric"],
+                 "*multi": [f.name for f in features if f.kind == "multi"],
+                 "*sequence": [f.name for f in features if f.kind == "sequence"],
                  "*scenario": [scenarios.feature] if scenarios is not None else []}
     for g, members in bp.groups.items():
         for i, m in enumerate(members):
@@ -69,25 +72,57 @@ def bind(bp, doc, spec=None):
 def _features(bp, spec, err):
     if isinstance(bp.features, FeaturesFromData):
         fd = bp.features
-        for key, values in (("dims", fd.dims), ("exclude", fd.exclude)):
+        for key, values in (("dims", fd.dims), ("exclude", fd.exclude), ("hash_buckets", fd.hash_buckets)):
             for name in values:
                 if name not in spec.features:
-                    err(("features", key, name) if key == "dims" else ("features", key),
+                    err(("features", key, name) if key != "exclude" else ("features", key),
                         f"'{name}' is not a feature of dataset '{spec.name}'",
-                        did_you_mean(name, spec.features, what="features"), at_key=key == "dims")
-        cats = [CategoricalFeature(name=n, kind="categorical", dim=fd.dims.get(n, fd.dim))
-                for n in spec.categorical if n not in fd.exclude]
-        nums = [NumericFeature(name=n, kind="numeric") for n in spec.numeric if n not in fd.exclude]
-        return cats + nums
+                        did_you_mean(name, spec.features, what="features"), at_key=key != "exclude")
+        return [f for f in _from_data(fd, spec) if f.name not in fd.exclude]
     if spec is not None:
         for i, f in enumerate(bp.features):
-            if f.name not in spec.features:
+            if f.name in spec.outcomes:
+                err(("features", i, "name"), f"'{f.name}' is an outcome of dataset '{spec.name}', "
+                    f"never a feature: {spec.outcomes[f.name]}",
+                    "remove it from the features (it is known only after the impression)")
+            elif f.name not in spec.features:
                 err(("features", i, "name"), f"'{f.name}' is not a feature of dataset '{spec.name}'",
                     did_you_mean(f.name, spec.features, what="features"))
-            elif f.kind == "numeric" and f.name in spec.categorical:
-                err(("features", i, "kind"), f"'{f.name}' is categorical in dataset '{spec.name}'",
-                    "declare it kind: categorical")
+            elif f.kind == "numeric" and f.name not in spec.numeric:
+                kind = spec.lists[f.name].kind if f.name in spec.lists else "categorical"
+                err(("features", i, "kind"), f"'{f.name}' is {kind} in dataset '{spec.name}'",
+                    f"declare it kind: {kind}")
+            elif f.kind != "numeric" and f.name in spec.numeric:
+                err(("features", i, "kind"), f"'{f.name}' is numeric in dataset '{spec.name}'",
+                    "declare it kind: numeric")
+            elif f.kind in ("multi", "sequence") and f.name not in spec.lists:
+                err(("features", i, "kind"), f"'{f.name}' holds one value per row in dataset "
+                    f"'{spec.name}', not a list", "declare it kind: categorical")
+            elif f.kind == "categorical" and f.name in spec.lists:
+                kind = spec.lists[f.name].kind
+                err(("features", i, "kind"), f"'{f.name}' is a list ({kind}) in dataset '{spec.name}'",
+                    f"declare it kind: {kind} (with max_len), to pool it or read it as a sequence")
     return list(bp.features)
+
+
+def _from_data(fd, spec):
+    """The dataset's features as blueprint features: lists with their length, shared table and
+    alignment as the dataset declares them."""
+    out = []
+    for n in spec.categorical:
+        out.append(CategoricalFeature(name=n, kind="categorical", dim=fd.dims.get(n, fd.dim),
+                                      hash_buckets=fd.hash_buckets.get(n)))
+    for n, ls in spec.lists.items():
+        cls = SequenceFeature if ls.ordered else MultiFeature
+        extra = {"aligned_with": ls.aligned_with} if ls.ordered else {}
+        if ls.share is not None and ls.share in spec.features and ls.share not in fd.exclude:
+            extra["share"] = ls.share
+        else:
+            extra.update(dim=fd.dims.get(n, fd.dim), hash_buckets=fd.hash_buckets.get(n))
+        out.append(cls(name=n, kind=ls.kind, max_len=ls.max_len, **extra))
+    for n in spec.numeric:
+        out.append(NumericFeature(name=n, kind="numeric", embed=fd.numeric_embed))
+    return out
 
 
 def _tasks(bp, spec, err):

@@ -19,21 +19,86 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class CategoricalFeature(Strict):
+class _Ids(Strict):
+    """What every id-valued feature (categorical, multi, sequence) shares."""
+
     name: Identifier = Field(description="Column name of the feature.")
-    kind: Literal["categorical"] = Field(description="An id looked up in an embedding table.")
-    dim: int = Field(8, ge=1, le=1024, description="Embedding width.")
+    dim: int = Field(8, ge=1, le=1024, description="Embedding width (a feature with `share` takes "
+                     "its owner's width; giving another is an error).")
     vocab_size: int | None = Field(
         None, ge=2, description="Rows of the embedding table, out-of-vocabulary bucket included. "
         "Fitted from the training data when omitted.")
+    hash_buckets: int | None = Field(
+        None, ge=2, le=1 << 31, description="Hash the values into this many rows instead of fitting a "
+        "vocabulary (row 0 is kept for missing values; the others take FarmHash64(text) mod "
+        "(N - 1) + 1, TensorFlow's to_hash_bucket_fast, so the exported model hashes alike). For "
+        "unbounded ids.")
+    share: Identifier | None = Field(
+        None, description="Look this feature's ids up in the table of another id feature (its "
+        "vocabulary, or its hashing, and its rows), so a candidate and its history live in one "
+        "embedding space.")
+
+
+class CategoricalFeature(_Ids):
+    kind: Literal["categorical"] = Field(description="An id looked up in an embedding table.")
+
+
+class _ListIds(_Ids):
+    max_len: int = Field(description="Most values kept per row; shorter rows are padded (padding "
+                         "never reaches a result: every block reading the list takes its mask).")
+    pool: Literal["mean", "sum", "max"] = Field(
+        "mean", description="How an `embed` group turns the list into one vector (masked: padding "
+        "left out; an empty list gives zeros). Sequence blocks read the list whole instead.")
+
+
+class MultiFeature(_ListIds):
+    kind: Literal["multi"] = Field(description="A multi-valued field (tags, genres): an unordered "
+                                   "list of ids; a list column, or a delimited text cell such as '39,43'.")
+    max_len: int = Field(8, ge=1, le=4096, description="Most values kept per row: the first ones, "
+                         "in the data's order (padding after them).")
+    truncate: Literal["keep_first", "error"] = Field(
+        "keep_first", description="A row with more values: keep the first `max_len`, or an error.")
+
+
+class SequenceFeature(_ListIds):
+    kind: Literal["sequence"] = Field(description="An ordered list of ids, oldest first and newest "
+                                      "last (a behaviour history).")
+    max_len: int = Field(50, ge=1, le=4096, description="Most values kept per row: the newest ones. "
+                         "Rows are right-aligned: padding first, the newest value always at the last "
+                         "position (so position embeddings count back from the newest).")
+    truncate: Literal["keep_newest", "error"] = Field(
+        "keep_newest", description="A longer row: drop its oldest values, or an error.")
+    aligned_with: Identifier | None = Field(
+        None, description="Another sequence this one is a side field of (each watched video's "
+        "author): same max_len, same length on every row (a data error otherwise), one mask.")
+
+
+class NumericEmbedding(Strict):
+    """A numeric column as a learned vector instead of one standardised number (Gorishniy et
+    al., "On Embeddings for Numerical Features in Tabular Deep Learning", NeurIPS 2022)."""
+
+    kind: Literal["quantile", "periodic"] = Field(
+        description="`quantile`: the bucket of the value among `buckets` quantile edges fitted on "
+        "the train split, looked up in a table; `periodic`: PLR, ReLU(Linear([sin(2 pi c x), "
+        "cos(2 pi c x)])) over the standardised value with `frequencies` trained c ~ N(0, sigma).")
+    dim: int = Field(8, ge=1, le=1024, description="Width of the embedding.")
+    buckets: int = Field(16, ge=2, le=4096, description="quantile: number of buckets.")
+    frequencies: int = Field(16, ge=1, le=1024, description="periodic: number of frequencies c.")
+    sigma: float = Field(1.0, gt=0, le=1000, description="periodic: initial scale of the frequencies.")
 
 
 class NumericFeature(Strict):
     name: Identifier = Field(description="Column name of the feature.")
     kind: Literal["numeric"] = Field(description="A float column, standardised inside the model.")
+    embed: NumericEmbedding | None = Field(
+        None, description="Opt in to a learned embedding of the value (replaces the standardised "
+        "number in `embed` groups).")
 
 
-Feature = Annotated[Union[CategoricalFeature, NumericFeature], Field(discriminator="kind")]
+Feature = Annotated[Union[CategoricalFeature, MultiFeature, SequenceFeature, NumericFeature],
+                    Field(discriminator="kind")]
+ID_KINDS = ("categorical", "multi", "sequence")
+LIST_KINDS = ("multi", "sequence")
 
 
 class FeaturesFromData(Strict):
@@ -43,6 +108,12 @@ class FeaturesFromData(Strict):
     dim: int = Field(8, ge=1, le=1024, description="Embedding width of every categorical feature.")
     dims: dict[Identifier, int] = Field(default_factory=dict, description="Widths overriding `dim`.")
     exclude: list[Identifier] = Field(default_factory=list, description="Dataset features to leave out.")
+    numeric_embed: NumericEmbedding | None = Field(
+        None, description="Embed every numeric feature this way (quantile or periodic) instead of "
+        "one standardised number.")
+    hash_buckets: dict[Identifier, int] = Field(
+        default_factory=dict, description="Id features hashed into N rows instead of a fitted "
+        "vocabulary (e.g. {user_id: 100000}).")
 
 
 def _shape_tag(value) -> str:
@@ -201,9 +272,9 @@ class Training(Strict):
 
 
 FROM_DATA = "from_data"
-# '*' = every feature; '*categorical' / '*numeric' = every feature of that kind; '*scenario' = the
-# scenario feature. They keep a blueprint independent of one dataset's column names.
-GROUP_WILDCARDS = ("*", "*categorical", "*numeric", "*scenario")
+# '*' = every feature; '*categorical' / '*numeric' / '*multi' / '*sequence' = every feature of that
+# kind; '*scenario' = the scenario feature. They keep a blueprint independent of one dataset's column names.
+GROUP_WILDCARDS = ("*", "*categorical", "*numeric", "*scenario", "*multi", "*sequence")
 GroupMember = Annotated[str, StringConstraints(
     pattern=r"^([A-Za-z_][A-Za-z0-9_]*|" + "|".join(w.replace("*", r"\*") for w in GROUP_WILDCARDS) + ")$",
     max_length=64)]

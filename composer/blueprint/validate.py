@@ -261,6 +261,7 @@ def _cross_check(bp, doc: Document):
     yield from _duplicates([f.name for f in bp.features], "features", "feature", err)
     yield from _duplicates([t.name for t in bp.tasks], "tasks", "task", err)
     features = [f.name for f in bp.features]
+    yield from _check_features(list(bp.features), err)
     for gname, members in bp.groups.items():
         for i, member in enumerate(members):
             if member not in features:
@@ -351,6 +352,55 @@ def _check_task(task, i, features, doc, err):
     if task.label is None and task.name in features:
         yield err(("tasks", i, "name"), f"label column '{task.name}' is also a feature",
                   "a label used as a feature leaks the answer; remove it from features")
+
+
+def _check_features(features, err):
+    """Shared tables and aligned sequences name features that exist and agree."""
+    by_name = {f.name: f for f in features}
+    ids = [f.name for f in features if f.kind != "numeric"]
+    for i, f in enumerate(features):
+        share = getattr(f, "share", None)
+        if share is not None:
+            target = by_name.get(share)
+            if share == f.name:
+                yield err(("features", i, "share"), f"'{f.name}' shares its own table",
+                          "name another id feature, or remove share")
+            elif target is None or target.kind == "numeric":
+                what = "a numeric feature" if target is not None else "not a feature"
+                yield err(("features", i, "share"), f"'{share}' is {what}; share needs an id feature "
+                          "(categorical, multi or sequence)",
+                          did_you_mean(share, [n for n in ids if n != f.name], what="id features"))
+            else:
+                owner, seen = target, {f.name}
+                while owner.share is not None and owner.share in by_name and owner.name not in seen:
+                    seen.add(owner.name)
+                    owner = by_name[owner.share]
+                if owner.name in seen:
+                    yield err(("features", i, "share"), f"'{f.name}' shares a table in a cycle "
+                              f"({' -> '.join([*seen, owner.name])})", "let one feature own the table")
+                    continue
+                for key in ("vocab_size", "hash_buckets"):
+                    if getattr(f, key) is not None:
+                        yield err(("features", i, key), f"'{f.name}' shares the table of '{owner.name}', "
+                                  f"so its {key} is the owner's", f"remove {key} (set it on '{owner.name}')")
+                if "dim" in f.model_fields_set and f.dim != owner.dim:
+                    yield err(("features", i, "dim"), f"'{f.name}' shares the table of '{owner.name}' "
+                              f"(dim {owner.dim}) but sets dim {f.dim}",
+                              f"remove dim: a shared table has one width ({owner.dim})")
+        if getattr(f, "hash_buckets", None) is not None and f.vocab_size is not None:
+            yield err(("features", i, "vocab_size"), f"'{f.name}' sets both vocab_size and hash_buckets",
+                      "hashing sizes the table itself; keep one")
+        aligned = getattr(f, "aligned_with", None)
+        if aligned is not None:
+            target = by_name.get(aligned)
+            if target is None or target.kind != "sequence" or aligned == f.name:
+                yield err(("features", i, "aligned_with"), f"'{aligned}' is not another sequence feature",
+                          did_you_mean(aligned, [g.name for g in features if g.kind == "sequence"
+                                                 and g.name != f.name], what="sequences"))
+            elif target.max_len != f.max_len:
+                yield err(("features", i, "max_len"), f"'{f.name}' is aligned with '{aligned}' "
+                          f"(max_len {target.max_len}) but has max_len {f.max_len}",
+                          f"aligned sequences share one length: set max_len: {target.max_len}")
 
 
 def _duplicates(names, section, what, err):

@@ -15,6 +15,25 @@ SPLITS = ("train", "valid", "test")
 
 
 @dataclass(frozen=True)
+class ListSpec:
+    """A list-valued feature column: each cell a 1-D array (or list) of raw ids, empty for none.
+
+    ``ordered`` lists are sequences (oldest first, newest last: behaviour histories); the others
+    are multi-valued fields (tags). ``share`` names the categorical column whose embedding table
+    the list's ids are looked up in (the candidate and its history in one space);
+    ``aligned_with`` names the sequence a side sequence runs beside (same length on every row)."""
+
+    ordered: bool
+    max_len: int
+    share: str | None = None
+    aligned_with: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "sequence" if self.ordered else "multi"
+
+
+@dataclass(frozen=True)
 class DataSpec:
     name: str
     categorical: tuple[str, ...]
@@ -24,10 +43,12 @@ class DataSpec:
     scenario_values: tuple[str, ...] | None = None  # its values in id order, when known statically
     group: str | None = None  # GAUC group column (a user id); need not be a feature
     description: str = ""
+    lists: dict[str, ListSpec] = field(default_factory=dict)  # list-valued feature columns
+    outcomes: dict[str, str] = field(default_factory=dict)  # column -> why it is never a feature
 
     @property
     def features(self) -> tuple[str, ...]:
-        return self.categorical + self.numeric
+        return self.categorical + tuple(self.lists) + self.numeric
 
 
 @dataclass

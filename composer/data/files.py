@@ -51,6 +51,41 @@ class SplitSection(Strict):
     test_from: Boundary | None = Field(None, description="First time of the test split (time split).")
 
 
+class ListColumn(Strict):
+    """A list-valued column: list cells (Parquet) or delimited text cells (CSV: "39,43")."""
+
+    max_len: int = Field(description="Most values a model keeps per row (a blueprint may lower it).", ge=1, le=4096)
+    separator: str = Field(",", min_length=1, description="Separator of a text cell.")
+    share: str | None = Field(None, description="A categorical column whose embedding table these ids "
+                              "are looked up in (a history of video ids shares `video_id`'s table).")
+    aligned_with: str | None = Field(None, description="sequences: the sequence this one runs beside "
+                                     "(same length on every row).")
+
+
+class HistorySection(Strict):
+    """A point-in-time history built from the log itself: for every row, the last `max_len` rows
+    of the same `key` strictly before the row's `time` (never a row at or after it)."""
+
+    key: str = Field(description="Whose history (e.g. user_id).")
+    time: str = Field(description="The time column (numbers or dates); rows at the same time never see each other.")
+    items: dict[str, str] = Field(min_length=1, description="New sequence column -> the column it "
+                                  "collects (first the item, then side fields aligned with it), e.g. "
+                                  "{hist_video: video_id, hist_author: author_id}.")
+    max_len: int = Field(50, ge=1, le=4096, description="Most earlier rows kept (the newest).")
+    where: str | None = Field(None, description="Only earlier rows where this 0/1 column is 1 (clicked, liked).")
+
+
+class CountSection(Strict):
+    """Point-in-time counts: per row, the number of earlier rows of the same key and each
+    label's rate among them (empty when there are none; imputed like any missing number)."""
+
+    key: str = Field(description="The key counted (e.g. video_id for an item's popularity).")
+    time: str = Field(description="The time column.")
+    labels: list[str] = Field(default_factory=list, description="0/1 columns whose earlier rate is a feature.")
+    prefix: str | None = Field(None, description="Names of the new numeric columns: PREFIX_n, "
+                               "PREFIX_LABEL_rate (default: the key).")
+
+
 class DataFile(Strict):
     """A data YAML: one table file and the role of its columns."""
 
@@ -71,6 +106,15 @@ class DataFile(Strict):
     missing_values: list[str] = Field(default_factory=lambda: [""], description="Cell texts that mean missing.")
     delimiter: str | None = Field(None, min_length=1, max_length=1,
                                   description="Field delimiter (default ',' or a tab for .tsv).")
+    multi: dict[str, ListColumn] = Field(default_factory=dict, description="Multi-valued id columns "
+                                         "(tags, genres): column -> {max_len, separator, share}.")
+    sequences: dict[str, ListColumn] = Field(default_factory=dict, description="Sequence columns in the "
+                                             "file, oldest first: column -> {max_len, share, aligned_with}.")
+    histories: list[HistorySection] = Field(default_factory=list, description="Sequences built from the "
+                                            "log, point in time.")
+    counts: list[CountSection] = Field(default_factory=list, description="Point-in-time counts and rates.")
+    outcomes: dict[str, str] = Field(default_factory=dict, description="Columns known only after the "
+                                     "event (play time, dwell): column -> why; refused as features.")
 
 
 def is_data_yaml(name: str) -> bool:
@@ -109,16 +153,37 @@ def _cross_check(m: DataFile, doc):
     def err(path, message, hint=None, key=None):
         return DataError(message, location=doc.location(path), key=key, hint=hint)
 
-    if not m.categorical and not m.numeric:
+    if not m.categorical and not m.numeric and not m.multi and not m.sequences:
         yield err((), "no features", "list feature columns under 'categorical:' and/or 'numeric:'")
     seen: dict[str, tuple] = {}
-    for section in ("categorical", "numeric"):
-        for i, col in enumerate(getattr(m, section)):
-            if col in seen:
-                yield err((section, i), f"column '{col}' is listed twice (first as {_path(seen[col])})",
-                          "give each column one role", key=col)
-            else:
-                seen[col] = (section, i)
+    for section, path, col in _feature_columns(m):
+        if col in seen:
+            yield err(path, f"column '{col}' is listed twice (first as {_path(seen[col])})",
+                      "give each column one role", key=col)
+        else:
+            seen[col] = path
+        if col in m.outcomes:
+            yield err(path, f"'{col}' is an outcome, never a feature: {m.outcomes[col]}",
+                      "remove it from the features (it is known only after the event)", key=col)
+    for section in ("multi", "sequences"):
+        for col, spec in getattr(m, section).items():
+            if spec.share is not None and spec.share not in m.categorical:
+                yield err((section, col, "share"), f"'{spec.share}' is not a categorical column",
+                          did_you_mean(spec.share, m.categorical, what="categorical columns"), key=spec.share)
+            if spec.aligned_with is not None:
+                other = m.sequences.get(spec.aligned_with) if section == "sequences" else None
+                if other is None or spec.aligned_with == col:
+                    yield err((section, col, "aligned_with"), f"'{spec.aligned_with}' is not another sequence column",
+                              did_you_mean(spec.aligned_with, [c for c in m.sequences if c != col], what="sequences"),
+                              key=spec.aligned_with)
+                elif other.max_len != spec.max_len:
+                    yield err((section, col, "max_len"), f"aligned with '{spec.aligned_with}' (max_len "
+                              f"{other.max_len}) but max_len is {spec.max_len}", "aligned sequences share one max_len")
+    for i, h in enumerate(m.histories):
+        if h.where is not None and h.where in h.items.values():
+            yield err(("histories", i, "where"), f"'{h.where}' is both collected and the filter",
+                      "a history of labels leaks nothing only when it is earlier rows' labels; collect "
+                      "another column or drop where")
     for task, col in m.labels.items():
         if not NAME.match(task):
             yield err(("labels", task), f"'{task}' is not a valid task name",
@@ -159,7 +224,41 @@ def _cross_check(m: DataFile, doc):
 
 
 def _path(path: tuple) -> str:
-    return f"{path[0]}[{path[1]}]"
+    return f"{path[0]}[{path[1]}]" if isinstance(path[1], int) else f"{path[0]}.{path[1]}"
+
+
+def _feature_columns(m: DataFile):
+    """(section, YAML path, column) of every feature column, the built ones included."""
+    for section in ("categorical", "numeric"):
+        for i, col in enumerate(getattr(m, section)):
+            yield section, (section, i), col
+    for section in ("multi", "sequences"):
+        for col in getattr(m, section):
+            yield section, (section, col), col
+    for i, h in enumerate(m.histories):
+        for col in h.items:
+            yield "histories", ("histories", i, "items", col), col
+    for i, c in enumerate(m.counts):
+        for col in count_columns(c):
+            yield "counts", ("counts", i), col
+
+
+def count_columns(c: CountSection) -> list[str]:
+    prefix = c.prefix or c.key
+    return [f"{prefix}_n", *(f"{prefix}_{label}_rate" for label in c.labels)]
+
+
+def _lists(m: DataFile) -> dict:
+    from .dataset import ListSpec
+
+    out = {col: ListSpec(False, s.max_len, s.share) for col, s in m.multi.items()}
+    out.update({col: ListSpec(True, s.max_len, s.share, s.aligned_with) for col, s in m.sequences.items()})
+    for h in m.histories:
+        first = next(iter(h.items))
+        for col, source in h.items.items():
+            out[col] = ListSpec(True, h.max_len, source if source in m.categorical else None,
+                                None if col == first else first)
+    return out
 
 
 def describe(file: str) -> DataSpec:
@@ -169,10 +268,12 @@ def describe(file: str) -> DataSpec:
 
 def _spec(m: DataFile, file: str) -> DataSpec:
     name = m.name or Path(file).name.rsplit(".", 1)[0]
-    return DataSpec(name=name, categorical=tuple(m.categorical), numeric=tuple(m.numeric), labels=dict(m.labels),
+    numeric = tuple(m.numeric) + tuple(col for c in m.counts for col in count_columns(c))
+    return DataSpec(name=name, categorical=tuple(m.categorical), numeric=numeric, labels=dict(m.labels),
                     scenario=m.scenario, group=m.group,
                     scenario_values=tuple(m.scenario_values) if m.scenario_values else None,
-                    description=m.description or f"Data from {m.source}.")
+                    description=m.description or f"Data from {m.source}.", lists=_lists(m),
+                    outcomes=dict(m.outcomes))
 
 
 def load(file: str, rows: int | None = None) -> Dataset:
@@ -215,9 +316,12 @@ def whole_row_hash(m: DataFile) -> bool:
 
 
 def text_columns(m: DataFile) -> list[str]:
-    """Columns read as text exactly as written (categorical, group, split and hash columns)."""
+    """Columns read as text exactly as written (categorical, group, split and hash columns, the
+    keys of histories and counts, and text list columns)."""
     s = m.split
-    return list(dict.fromkeys(list(m.categorical) + [c for c in (m.group, s.column, s.hash) if c]))
+    keys = [h.key for h in m.histories] + [c.key for c in m.counts]
+    return list(dict.fromkeys(list(m.categorical) + [c for c in (m.group, s.column, s.hash) if c] + keys
+                              + list(m.multi) + list(m.sequences)))
 
 
 def convert(table, m: DataFile, doc) -> tuple:
@@ -236,12 +340,17 @@ def convert(table, m: DataFile, doc) -> tuple:
         out[col] = table.categorical(col)
     for col in m.numeric:
         out[col] = table.numeric(col)
+    for section in ("multi", "sequences"):
+        for col, spec in getattr(m, section).items():
+            out[col] = table.lists(col, spec.separator)
     for task, col in m.labels.items():
         if col not in out:
             out[col] = table.label(col, m.missing_labels)
     if m.group and m.group not in out:
         out[m.group] = table.categorical(m.group)
     frame = pd.DataFrame(out)
+    if m.histories or m.counts:
+        frame = _point_in_time(frame, table, m)
     if mode == "column":
         split = _column_split(table, s.column)
         rule = f"the column '{s.column}'"
@@ -262,12 +371,77 @@ def convert(table, m: DataFile, doc) -> tuple:
     return frame, np.asarray(split), rule
 
 
+def _point_in_time(frame, table, m: DataFile):
+    """Histories and counts from the log's own rows (all splits, in time order: a test row sees
+    the earlier test rows, as it would when served), strictly before each row's time."""
+    import pandas as pd
+
+    from .histories import last_items, point_in_time_counts
+
+    def column(col):
+        if col in frame:
+            return frame[col]
+        return table.frame[col]
+
+    extra = {}
+    for h in m.histories:
+        cols = {col: column(col) for col in {h.key, *h.items.values()}}
+        if h.where is not None:
+            cols[h.where] = frame[h.where] if h.where in frame else table.label(h.where)
+        cols[h.time] = _times(table, h.time)
+        built = last_items(pd.DataFrame(cols), key=h.key, time=h.time, items=dict(h.items), n=h.max_len,
+                           where=h.where)
+        extra.update(built)
+    for c in m.counts:
+        cols = {c.key: column(c.key), c.time: _times(table, c.time)}
+        for label in c.labels:
+            cols[label] = frame[label] if label in frame else table.label(label)
+        counts = point_in_time_counts(pd.DataFrame(cols), key=c.key, time=c.time, labels=list(c.labels),
+                                      prefix=c.prefix or c.key)
+        extra.update({col: counts[col].astype("float64") for col in counts.columns})
+    return frame.assign(**extra)
+
+
+def _times(table, col):
+    """A time column as numbers, or as datetimes when it holds dates."""
+    import pandas as pd
+
+    raw = table.frame[col]
+    if pd.api.types.is_numeric_dtype(raw):
+        t = table.numeric(col)
+    else:
+        t = pd.to_datetime(raw, errors="coerce")
+        bad = (raw.notna() & t.isna()).to_numpy()
+        if bad.any():
+            raise table.bad_cell(col, bad, "expected a time, got '{value}'",
+                                 "write times as numbers or as YYYY-MM-DD HH:MM:SS")
+    missing = t.isna().to_numpy()
+    if missing.any():
+        raise table.bad_cell(col, missing, "missing time", "every row needs a time to build point-in-time features")
+    return t
+
+
 def _declarations(m: DataFile) -> dict[str, tuple]:
     """Every column the YAML names -> the YAML path where it is first named."""
     out: dict[str, tuple] = {}
     for section in ("categorical", "numeric"):
         for i, col in enumerate(getattr(m, section)):
             out.setdefault(col, (section, i))
+    for section in ("multi", "sequences"):
+        for col in getattr(m, section):
+            out.setdefault(col, (section, col))
+    for i, h in enumerate(m.histories):
+        out.setdefault(h.key, ("histories", i, "key"))
+        out.setdefault(h.time, ("histories", i, "time"))
+        for col, source in h.items.items():
+            out.setdefault(source, ("histories", i, "items", col))
+        if h.where:
+            out.setdefault(h.where, ("histories", i, "where"))
+    for i, c in enumerate(m.counts):
+        out.setdefault(c.key, ("counts", i, "key"))
+        out.setdefault(c.time, ("counts", i, "time"))
+        for j, label in enumerate(c.labels):
+            out.setdefault(label, ("counts", i, "labels", j))
     for task, col in m.labels.items():
         out.setdefault(col, ("labels", task))
     for key in ("scenario", "group"):

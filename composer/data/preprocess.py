@@ -3,6 +3,11 @@ evaluation and (as lookup tables) inside the serving export.
 
 - categorical: a vocabulary of the train values seen at least ``min_count`` times, most frequent
   first; index 0 is the out-of-vocabulary bucket (unseen, rare and missing values all land there).
+  A table shared by several features (a candidate and its history) is fitted on the values of
+  all of them. A hashed feature has no vocabulary: FarmHash64(text) mod (N - 1) + 1, the
+  function TensorFlow's ``to_hash_bucket_fast`` computes, so the exported model hashes alike.
+- lists (multi-valued, sequences): each value encoded as above, padded to ``max_len`` with -1
+  (see composer.data.lists).
 - numeric: missing values are imputed with the train mean; the mean and variance are handed to
   the model's own Normalization layer, so the model standardises and serving sees raw numbers.
   Heavy-tailed non-negative columns (skew > 5, e.g. capital gains) are log1p-transformed first,
@@ -16,8 +21,32 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from .lists import flatten, pad
+
 OOV = 0
 SKEW_FOR_LOG = 5.0
+
+
+def hash_ids(text: pd.Series, buckets: int) -> np.ndarray:
+    """Ids 1..buckets-1 from FarmHash64 of each value's text (TensorFlow's to_hash_bucket_fast
+    over buckets - 1, plus one); missing and empty values -> 0. Each distinct value is hashed
+    once."""
+    import farmhash
+
+    values = text.fillna("")
+    uniques, inverse = np.unique(values.to_numpy(dtype=object).astype(str), return_inverse=True)
+    ids = np.array([0 if u == "" else farmhash.fingerprint64(u) % (buckets - 1) + 1 for u in uniques],
+                   dtype=np.int64)
+    return ids[inverse].astype("int32").reshape(-1)
+
+
+def quantile_edges(values: np.ndarray, buckets: int) -> list[float]:
+    """The distinct inner quantiles at 1/buckets .. (buckets-1)/buckets of the train values
+    (ties collapse, so a column with many zeros gets fewer buckets)."""
+    if len(values) == 0:
+        return []
+    edges = np.quantile(values, np.arange(1, buckets) / buckets)
+    return [float(e) for e in np.unique(edges)]
 
 
 def as_text(values: pd.Series) -> pd.Series:
@@ -36,19 +65,38 @@ class Preprocessor:
     numeric: dict[str, dict] = field(default_factory=dict)  # name -> {mean, variance, log1p}; mean fills NaN
     min_count: int = 1
     scenario: dict | None = None  # {"column": name, "values": [...]} declared, never fitted
+    tables: dict[str, str] = field(default_factory=dict)  # id feature -> the table owner it reads
+    hashed: dict[str, int] = field(default_factory=dict)  # table owner -> hash buckets N
+    lists: dict[str, dict] = field(default_factory=dict)  # name -> {max_len, ordered}
 
     @classmethod
     def fit(cls, frame: pd.DataFrame, categorical, numeric, min_count: int = 1,
-            scenario: tuple[str, list[str]] | None = None) -> "Preprocessor":
-        pre = cls(min_count=min_count)
+            scenario: tuple[str, list[str]] | None = None, *, lists: dict | None = None,
+            tables: dict | None = None, hashed: dict | None = None,
+            quantiles: dict | None = None) -> "Preprocessor":
+        """``categorical``: single-valued id columns; ``lists``: list columns -> {max_len,
+        ordered}; ``tables``: id feature -> the owner whose table it reads (default itself);
+        ``hashed``: owner -> buckets; ``quantiles``: numeric -> number of buckets."""
+        pre = cls(min_count=min_count, tables=dict(tables or {}), hashed=dict(hashed or {}),
+                  lists={n: dict(v) for n, v in (lists or {}).items()})
         if scenario is not None:
             pre.scenario = {"column": scenario[0], "values": list(scenario[1])}
-        for name in categorical:
-            counts = as_text(frame[name]).dropna().value_counts(sort=False)
+        readers: dict[str, list[str]] = {}
+        for name in [*categorical, *pre.lists]:
+            readers.setdefault(pre.tables.get(name, name), []).append(name)
+        for owner, names in readers.items():
+            if owner in pre.hashed:
+                continue
+            counts = None
+            for name in names:
+                values = flatten(frame[name])[0] if name in pre.lists else frame[name]
+                c = as_text(values).dropna()
+                c = c[c != ""].value_counts(sort=False)
+                counts = c if counts is None else counts.add(c, fill_value=0)
             counts = counts[counts >= min_count]
             # most frequent first, ties broken by value so the order is reproducible
             order = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-            pre.vocabularies[name] = [str(k) for k, _ in order]
+            pre.vocabularies[owner] = [str(k) for k, _ in order]
         for name in numeric:
             col = pd.to_numeric(frame[name], errors="raise").astype("float64")
             present = col.dropna()
@@ -59,18 +107,37 @@ class Preprocessor:
             var = float(present.var(ddof=0)) if len(present) > 1 else 1.0
             pre.numeric[name] = {"mean": mean, "variance": var if var > 1e-12 else 1.0,
                                  "log1p": use_log}
+            if quantiles and name in quantiles:
+                pre.numeric[name]["edges"] = quantile_edges(present.to_numpy(), quantiles[name])
         return pre
 
     def vocab_sizes(self) -> dict[str, int]:
-        return {name: len(vocab) + 1 for name, vocab in self.vocabularies.items()}
+        sizes = {name: len(vocab) + 1 for name, vocab in self.vocabularies.items()}
+        sizes.update(self.hashed)
+        # a quantile-embedded numeric's rows: its fitted edges + 1 (names are unique across features)
+        sizes.update({n: len(s["edges"]) + 1 for n, s in self.numeric.items() if "edges" in s})
+        return sizes
+
+    def numeric_edges(self) -> dict[str, list[float]]:
+        return {n: s["edges"] for n, s in self.numeric.items() if "edges" in s}
 
     def numeric_stats(self, layout) -> tuple[list[float], list[float]]:
         stats = [self.numeric[n] for n in layout.numeric]
         return [s["mean"] for s in stats], [s["variance"] for s in stats]
 
     def encode_categorical(self, name: str, values: pd.Series) -> np.ndarray:
-        codes = self._index(name).get_indexer(as_text(values))
+        owner = self.tables.get(name, name)
+        if owner in self.hashed:
+            return hash_ids(as_text(values), self.hashed[owner])
+        codes = self._index(owner).get_indexer(as_text(values))
         return (codes + 1).astype("int32")  # unknown and missing (-1) -> OOV (0)
+
+    def encode_list(self, name: str, values: pd.Series) -> np.ndarray:
+        """(rows, max_len) int32 ids of a list column, -1 at padding."""
+        spec = self.lists[name]
+        flat, lengths = flatten(values)
+        codes = self.encode_categorical(name, flat) if len(flat) else np.zeros(0, dtype="int32")
+        return pad(codes, lengths, spec["max_len"], spec["ordered"])
 
     def _index(self, name: str) -> pd.Index:
         """The vocabulary as a hashed pandas Index, built once (streaming encodes chunk by chunk)."""
@@ -91,6 +158,8 @@ class Preprocessor:
         out = {}
         for dim, names in layout.categorical_by_dim.items():
             out[layout.input_name(dim)] = np.stack([self.encode_categorical(n, frame[n]) for n in names], axis=1)
+        for name in layout.lists:
+            out[layout.list_input(name)] = self.encode_list(name, frame[name])
         if layout.numeric:
             out["numeric"] = np.stack([self.encode_numeric(n, frame[n]) for n in layout.numeric], axis=1)
         if layout.scenario:
@@ -119,7 +188,8 @@ class Preprocessor:
         return codes.astype("int32")
 
     def oov_rate(self, frame: pd.DataFrame) -> dict[str, float]:
-        return {n: float((self.encode_categorical(n, frame[n]) == OOV).mean()) for n in self.vocabularies}
+        return {n: float((self.encode_categorical(n, frame[n]) == OOV).mean()) for n in self.vocabularies
+                if n in frame and n not in self.lists}
 
     def save(self, path: str) -> None:
         with open(path, "w") as fh:

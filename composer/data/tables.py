@@ -168,6 +168,23 @@ class Table:
     def categorical(self, col: str) -> pd.Series:
         return as_text(self.frame[col])
 
+    def lists(self, col: str, separator: str = ",") -> pd.Series:
+        """A list column as one array of values per row: list cells (Parquet) as they are, text
+        cells split on ``separator`` (empty and missing cells are empty lists)."""
+        from .lists import split_text
+
+        s = self.frame[col]
+        if pd.api.types.is_string_dtype(s) or s.map(lambda v: isinstance(v, str) or v is None
+                                                     or (isinstance(v, float) and v != v)).all():
+            return split_text(s, separator)
+        bad = s.map(lambda v: not isinstance(v, (list, tuple, np.ndarray)) and v is not None
+                    and not (isinstance(v, float) and v != v)).to_numpy()
+        if bad.any():
+            raise self.bad_cell(col, bad, "expected a list of ids, got '{value}'",
+                                "a list column holds list cells (Parquet) or delimited text (CSV: \"39,43\")")
+        return s.map(lambda v: np.array([], dtype=object) if v is None or isinstance(v, float)
+                     else np.asarray(v).reshape(-1))
+
 
 def as_text(values: pd.Series) -> pd.Series:
     """A categorical column as strings: ints and whole floats without '.0'; missing stays NaN."""

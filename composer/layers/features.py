@@ -7,28 +7,41 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="composer")
 class PackedEmbedding(keras.layers.Layer):
-    """Embeds F categorical fields of one width with one table and one gather.
+    """Embeds every id input of one width with one stacked table and one gather.
 
-    The fields' tables are stacked row-wise into one ``(sum(vocab_sizes), dim)`` table; field f's
-    ids are shifted by the rows of the fields before it, so the lookup is a single ``take``.
+    The tables of the width's table owners are stacked row-wise into one
+    ``(sum(vocab_sizes), dim)`` table; an id of table t is shifted by the rows of the tables
+    before it, so the lookup is a single ``take``. The flat input's column c reads table
+    ``columns[c]``; each list input (a multi-valued or sequence feature, padded with -1) reads
+    table ``sequences[k]``, so a history and its candidate share rows. Padding positions come
+    out as zeros and take no gradient.
 
     Args:
-        vocab_sizes: rows of each field's table, in column order.
+        vocab_sizes: rows of each table, in stacking order.
         dim: embedding width.
+        columns: the table of each flat column (default: column c reads table c).
+        sequences: the table of each list input, in input order (default: none).
+        flat: whether the first input is the flat (B, F) id matrix (False: list inputs only).
 
-    Input shape: ``(batch, F)`` integer ids, field f's in ``[0, vocab_sizes[f])``.
-    Output shape: ``(batch, F, dim)``.
+    Input shape: ``(batch, F)`` ids; with ``sequences``, a list: the flat ids (when ``flat``) then
+    one ``(batch, L_k)`` id matrix per list input.
+    Output shape: ``(batch, F, dim)``; with ``sequences``, a list of ``(batch, F, dim)`` and
+    ``(batch, L_k, dim)`` in input order.
 
     Example:
         >>> PackedEmbedding([10, 3], 4)(np.array([[1, 2]])).shape
         (1, 2, 4)
     """
 
-    def __init__(self, vocab_sizes, dim, embeddings_initializer="uniform", **kwargs):
+    def __init__(self, vocab_sizes, dim, embeddings_initializer="uniform", columns=None, sequences=None,
+                 flat=True, **kwargs):
         super().__init__(**kwargs)
         self.vocab_sizes = [int(v) for v in vocab_sizes]
         self.dim = int(dim)
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
+        self.columns = None if columns is None else [int(c) for c in columns]
+        self.sequences = [int(t) for t in (sequences or [])]
+        self.flat = bool(flat)
         offsets, total = [], 0
         for v in self.vocab_sizes:
             offsets.append(total)
@@ -45,16 +58,59 @@ class PackedEmbedding(keras.layers.Layer):
         self.embeddings = self.add_weight(name="embeddings", shape=(self._rows, self.dim),
                                           initializer=self.embeddings_initializer, autocast=False)
 
+    def _flat_offsets(self, width):
+        tables = self.columns if self.columns is not None else list(range(width))
+        return ops.convert_to_tensor([self._offsets[t] for t in tables], dtype="int32")
+
     def call(self, ids):
-        ids = ops.cast(ids, "int32") + ops.convert_to_tensor(self._offsets, dtype="int32")
-        return ops.cast(ops.take(self.embeddings, ids, axis=0), self.compute_dtype)
+        if not self.sequences:
+            ids = ops.cast(ids, "int32") + self._flat_offsets(ids.shape[-1])
+            return ops.cast(ops.take(self.embeddings, ids, axis=0), self.compute_dtype)
+        inputs = list(ids)
+        shifted, valid, widths = [], [], []
+        if self.flat:
+            flat = ops.cast(inputs.pop(0), "int32")
+            shifted.append(flat + self._flat_offsets(flat.shape[-1]))
+            valid.append(ops.ones_like(flat, dtype=self.compute_dtype))
+            widths.append(flat.shape[-1])
+        for table, seq in zip(self.sequences, inputs):
+            seq = ops.cast(seq, "int32")
+            keep = seq >= 0  # -1 pads
+            shifted.append(ops.where(keep, seq, 0) + self._offsets[table])
+            valid.append(ops.cast(keep, self.compute_dtype))
+            widths.append(seq.shape[-1])
+        # one gather for every input of this width (the candidate and its history alike)
+        rows = ops.take(self.embeddings, ops.concatenate(shifted, axis=1), axis=0)
+        rows = ops.cast(rows, self.compute_dtype) * ops.expand_dims(ops.concatenate(valid, axis=1), -1)
+        cuts, at = [], 0
+        for w in widths[:-1]:
+            at += w
+            cuts.append(at)
+        return list(ops.split(rows, cuts, axis=1)) if cuts else [rows]
 
     def compute_output_shape(self, input_shape):
-        return (*input_shape, self.dim)
+        if not self.sequences:
+            return (*input_shape, self.dim)
+        return [(*shape, self.dim) for shape in input_shape]
 
     def get_config(self):
         return {**super().get_config(), "vocab_sizes": self.vocab_sizes, "dim": self.dim,
-                "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer)}
+                "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
+                "columns": self.columns, "sequences": self.sequences, "flat": self.flat}
+
+
+@keras.saving.register_keras_serializable(package="composer")
+class PaddingMask(keras.layers.Layer):
+    """1.0 where a padded id matrix holds an id, 0.0 at padding (-1).
+
+    Input shape: ``(batch, L)`` ids. Output shape: ``(batch, L)`` float32.
+    """
+
+    def call(self, ids):
+        return ops.cast(ops.cast(ids, "int32") >= 0, "float32")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
 
 
 @keras.saving.register_keras_serializable(package="composer")
