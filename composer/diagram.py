@@ -53,8 +53,18 @@ def to_dot(graph: BlockGraph) -> graphviz.Digraph:
     lay = graph.layout
     cats = sum(len(v) for v in lay.categorical_by_dim.values())
     dims = ", ".join(f"{len(v)}×d{d}" for d, v in lay.categorical_by_dim.items())
-    dot.node(FEATURES, f"<<b>features</b><br/>{cats} categorical ({dims}) · {len(lay.numeric)} numeric"
-                       f"<br/>{_embeddings(lay)}>", shape="cylinder",
+    lines = [f"{cats} categorical ({dims}) · {len(lay.numeric)} numeric"]
+    for name, lf in lay.lists.items():
+        kind = "sequence" if lf.ordered else "multi"
+        table = f" · table of {lf.table}" if lf.table != name else ""
+        lines.append(f"{_esc(name)}: {kind} (B, {lf.max_len}) → (B, {lf.max_len}, {lf.dim}){_esc(table)}")
+    shared = [(n, o) for n, o in lay.shared().items() if n not in lay.lists]
+    if shared:
+        lines.append("shared tables: " + ", ".join(f"{_esc(n)} → {_esc(o)}" for n, o in shared))
+    if lay.numeric_embed:
+        lines.append("numeric embeddings: " + ", ".join(f"{_esc(n)} ({e.kind}, d{e.dim})"
+                                                       for n, e in lay.numeric_embed.items()))
+    dot.node(FEATURES, f"<<b>features</b><br/>{'<br/>'.join(lines)}<br/>{_embeddings(lay)}>", shape="cylinder",
              fillcolor="#f5f5f5")
     clusters: dict[tuple, list] = {}
     for nid in graph.order:

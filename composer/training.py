@@ -271,7 +271,16 @@ def fit(exp: Experiment, verbose: int = 1, epochs: int | None = None, batch_size
     batch_size = batch_size or training.batch_size
     trainer = start_training(exp)
     parallel = exp.parallel
-    parallel.check_batch_size(batch_size, rows=exp.dataset.counts()["train"])
+    counts = exp.dataset.counts()
+    parallel.check_batch_size(batch_size, rows=counts["train"])
+    for part in ("train", "valid"):
+        if counts[part] == 0:
+            from .data.errors import DataError
+
+            raise DataError(f"the {part} split of {exp.data_name} has no rows ({counts['train']:,} train, "
+                            f"{counts['valid']:,} valid, {counts['test']:,} test)", key="data",
+                            hint="read more rows (--rows), or check the data's split rule: early stopping "
+                            "needs valid rows")
     x, y, w = exp.arrays("train")
     xv, yv, wv = exp.arrays("valid")
     data, kwargs = _batches(x, y, w, batch_size, True, training.seed, parallel)

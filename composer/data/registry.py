@@ -48,6 +48,8 @@ def _no_options(name: str) -> str:
 _builtin("census", ("census-mtl", "census-msl"))
 _builtin("adult", ("adult", "adult-msl"))
 _builtin("kuairand", ("kuairand",))
+register("kuairand-pure", lambda n: __import__("composer.data.kuairand_pure", fromlist=["load"]).describe(n),  # takes options
+         lambda n, rows=None: __import__("composer.data.kuairand_pure", fromlist=["load"]).load(n, rows=rows))
 _builtin("ali", ("aliexpress", "ali-ccp", "ali-ccp-scenarios"))
 
 
@@ -66,6 +68,9 @@ def _ensure_loaded() -> None:
     hook = getattr(synthetic, "register_all", None)
     if hook is not None:
         hook(register)
+    from . import synthetic_seq
+
+    synthetic_seq.register(register)
 
 
 def names() -> list[str]:

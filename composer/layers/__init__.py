@@ -4,3 +4,4 @@ Imported only when a model is compiled or loaded; importing this package registe
 layer under the ``composer`` package name for ``keras.saving``.
 """
 from . import chains, dense, dynamic, experts, features, scenario  # noqa: F401
+from . import sequence  # noqa: F401
