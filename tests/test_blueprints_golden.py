@@ -16,6 +16,19 @@ ROOT = Path(__file__).resolve().parents[1]
 VOCAB = {"user_id": 1001, "item_id": 2001, "item_category": 51, "user_segment": 13, "scenario": 4}
 # blueprint -> (graph nodes, total parameters, outputs)
 MT = ("click", "like")
+KR = ("is_click", "long_view", "is_like")
+# kuairand-pure's tables: the ids, the scenario and the tags sized apart, every side feature 11
+KR_VOCAB = {"user_id": 1001, "video_id": 2001, "author_id": 1501, "tab": 16, "tag": 81}
+KR_INPUTS = {"ids_d8": (37,), "seq_tag": (4,), "seq_hist_video": (50,), "seq_hist_author": (50,),
+             "seq_long_video": (50,), "seq_like_video": (20,), "numeric": (15,)}
+
+
+def _vocab(name):
+    if name not in KUAIRAND:
+        return VOCAB
+    from composer.data.registry import describe
+
+    return {**{n: 11 for n in describe("kuairand-pure").categorical}, **KR_VOCAB}
 GOLDEN = {
     "shared_bottom": (4, 41_490, MT),
     "omoe": (6, 44_126, MT),
@@ -36,11 +49,18 @@ GOLDEN = {
     # dynamic weights (synthetic-msl); ppnet routes by nothing, so it takes no scenario input
     "apg": (4, 33_041, ("click",)),
     "epnet": (4, 33_373, ("click",)),
-    "m2m": (6, 91_450, ("click",)),
     "pepnet": (5, 46_557, ("click",)),
     "ple_pepnet": (15, 69_561, ("click",)),
     "ppnet": (3, 42_609, ("click",)),
+    # kuairand-pure (is_click, long_view, is_like; behaviour sequences; m2m routes by tab)
+    "din_mmoe": (20, 271_389, KR),
+    "bst_ple": (31, 190_964, KR),
+    "m2m": (15, 282_654, KR),
 }
+KUAIRAND = {"din_mmoe", "bst_ple", "m2m"}
+# din_mmoe.yaml's first target attention by hand: a history position is [video, author] (16
+# wide), so the activation unit reads 4 x 16 = 64: 64*64+64 + 64*32+32, then the score 32+1.
+assert 64 * 64 + 64 + 64 * 32 + 32 + 33 == 6_273
 # ppnet.yaml by hand: embeddings (1001+2001+51+13+4)*8 = 24,560; tower over x (42) with the
 # persona ids (5 fields, 40): dense 42*64+64 = 2,752, gate (82->64->64) 9,472, dense 64*32+32 =
 # 2,080, gate (82->32->32) 3,712, logit 33.
@@ -54,6 +74,8 @@ MSL_INPUTS = {"ids_d8": (5,), "numeric": (2,), "scenario": (1,)}
 
 
 def _inputs(outputs, name=""):
+    if name in KUAIRAND:
+        return {**KR_INPUTS, "scenario": (1,)} if name == "m2m" else KR_INPUTS
     if outputs != ("click",):
         return INPUTS
     return {"ids_d8": (5,), "numeric": (2,)} if name == "ppnet" else MSL_INPUTS
@@ -62,6 +84,17 @@ def _inputs(outputs, name=""):
 def _batch(outputs, n=5, seed=0, name=""):
     rng = np.random.default_rng(seed)
     shapes = _inputs(outputs, name)
+    if name in KUAIRAND:  # ids within every table; lists padded (-1) at random, one row empty
+        batch = {k: rng.integers(0, 11, size=(n, *v)).astype("int32") for k, v in shapes.items()
+                 if k not in ("numeric", "scenario")}
+        for k in batch:
+            if k.startswith("seq_"):
+                batch[k] = np.where(rng.random(batch[k].shape) < 0.4, -1, batch[k]).astype("int32")
+                batch[k][0] = -1
+        batch["numeric"] = rng.normal(size=(n, shapes["numeric"][0])).astype("float32")
+        if "scenario" in shapes:
+            batch["scenario"] = (np.arange(n) % 15).reshape(-1, 1).astype("int32")
+        return batch
     batch = {"ids_d8": rng.integers(0, 4, size=(n, shapes["ids_d8"][0])).astype("int32"),
              "numeric": rng.normal(size=(n, 2)).astype("float32")}
     if "scenario" in shapes:
@@ -77,7 +110,7 @@ def test_every_blueprint_has_a_golden_entry():
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_graph_golden(name):
     bp, doc = load_blueprint(str(ROOT / "blueprints" / f"{name}.yaml"))
-    graph = build_graph(bp, doc, vocab_sizes=VOCAB)
+    graph = build_graph(bp, doc, vocab_sizes=_vocab(name))
     nodes, params, outputs = GOLDEN[name]
     assert len(graph.nodes) == nodes
     assert graph.total_params == params
@@ -100,7 +133,7 @@ def test_model_golden(name):
     from composer.compiler import compile_graph
 
     bp, doc = load_blueprint(str(ROOT / "blueprints" / f"{name}.yaml"))
-    model = compile_graph(build_graph(bp, doc, vocab_sizes=VOCAB))
+    model = compile_graph(build_graph(bp, doc, vocab_sizes=_vocab(name)))
     assert model.count_params() == GOLDEN[name][1]
     outputs = GOLDEN[name][2]
     assert sorted(model.output_names) == sorted(outputs)
@@ -123,7 +156,7 @@ def test_model_summary_expands_every_nested_layer(name):
     from composer.compiler import compile_graph
 
     bp, doc = load_blueprint(str(ROOT / "blueprints" / f"{name}.yaml"))
-    model = compile_graph(build_graph(bp, doc, vocab_sizes=VOCAB))
+    model = compile_graph(build_graph(bp, doc, vocab_sizes=_vocab(name)))
     lines = []
     model.summary(expand_nested=True, print_fn=lambda line, **kw: lines.append(line))
     assert any("Total params" in line for line in lines)

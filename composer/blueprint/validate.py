@@ -304,6 +304,12 @@ def _cross_check(bp, doc: Document):
         yield err(("training", "monitor"), f"'{bp.training.monitor}' is not a metric",
                   did_you_mean(bp.training.monitor, monitors, what="metrics"))
     for name, block in bp.blocks.items():
+        if name in tasks and bp.outputs.get(name) != name:
+            # the model's outputs are Keras layers named after the tasks; a block of that name
+            # would be a second layer with the same name
+            yield err(("blocks", name), f"block '{name}' has the name of a task", f"rename the block "
+                      f"(e.g. '{name}_block'): the model's output '{name}' is named after the task",
+                      at_key=True)
         group = getattr(block, "group", None)
         if block.type == "embed" and group not in bp.groups:
             yield err(("blocks", name, "group"), f"unknown group '{group}'",

@@ -153,7 +153,7 @@ def _cross_check(m: DataFile, doc):
     def err(path, message, hint=None, key=None):
         return DataError(message, location=doc.location(path), key=key, hint=hint)
 
-    if not m.categorical and not m.numeric and not m.multi and not m.sequences:
+    if not (m.categorical or m.numeric or m.multi or m.sequences or m.histories or m.counts):
         yield err((), "no features", "list feature columns under 'categorical:' and/or 'numeric:'")
     seen: dict[str, tuple] = {}
     for section, path, col in _feature_columns(m):
@@ -182,8 +182,7 @@ def _cross_check(m: DataFile, doc):
     for i, h in enumerate(m.histories):
         if h.where is not None and h.where in h.items.values():
             yield err(("histories", i, "where"), f"'{h.where}' is both collected and the filter",
-                      "a history of labels leaks nothing only when it is earlier rows' labels; collect "
-                      "another column or drop where")
+                      "every collected value would be 1; collect another column, or drop where")
     for task, col in m.labels.items():
         if not NAME.match(task):
             yield err(("labels", task), f"'{task}' is not a valid task name",
@@ -349,6 +348,7 @@ def convert(table, m: DataFile, doc) -> tuple:
     if m.group and m.group not in out:
         out[m.group] = table.categorical(m.group)
     frame = pd.DataFrame(out)
+    _check_aligned(frame, table, m)
     if m.histories or m.counts:
         frame = _point_in_time(frame, table, m)
     if mode == "column":
@@ -371,6 +371,25 @@ def convert(table, m: DataFile, doc) -> tuple:
     return frame, np.asarray(split), rule
 
 
+def _check_aligned(frame, table, m: DataFile) -> None:
+    """A side sequence holds one value per position of the sequence it is aligned with."""
+    import numpy as np
+
+    from .lists import flatten
+
+    for col, spec in m.sequences.items():
+        if spec.aligned_with is None or spec.aligned_with not in frame:
+            continue
+        _, mine = flatten(frame[col])
+        _, theirs = flatten(frame[spec.aligned_with])
+        bad = mine != theirs
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise table.bad_cell(col, bad, f"{int(mine[first])} values where '{spec.aligned_with}' has "
+                                 f"{int(theirs[first])}: an aligned sequence holds one value per position",
+                                 f"fix the row, or drop aligned_with: {spec.aligned_with}")
+
+
 def _point_in_time(frame, table, m: DataFile):
     """Histories and counts from the log's own rows (all splits, in time order: a test row sees
     the earlier test rows, as it would when served), strictly before each row's time."""
@@ -386,16 +405,18 @@ def _point_in_time(frame, table, m: DataFile):
     extra = {}
     for h in m.histories:
         cols = {col: column(col) for col in {h.key, *h.items.values()}}
-        if h.where is not None:
-            cols[h.where] = frame[h.where] if h.where in frame else table.label(h.where)
+        if h.where is not None:  # a missing label (-1 under missing_labels: mask) is not a 1
+            where = frame[h.where] if h.where in frame else table.label(h.where, m.missing_labels)
+            cols[h.where] = where.clip(lower=0)
         cols[h.time] = _times(table, h.time)
         built = last_items(pd.DataFrame(cols), key=h.key, time=h.time, items=dict(h.items), n=h.max_len,
                            where=h.where)
         extra.update(built)
     for c in m.counts:
         cols = {c.key: column(c.key), c.time: _times(table, c.time)}
-        for label in c.labels:
-            cols[label] = frame[label] if label in frame else table.label(label)
+        for label in c.labels:  # a missing label (-1) is left out of the rate, not counted as 0
+            values = frame[label] if label in frame else table.label(label, m.missing_labels)
+            cols[label] = values.astype("float64").where(values >= 0)
         counts = point_in_time_counts(pd.DataFrame(cols), key=c.key, time=c.time, labels=list(c.labels),
                                       prefix=c.prefix or c.key)
         extra.update({col: counts[col].astype("float64") for col in counts.columns})

@@ -399,6 +399,13 @@ class StreamingDataset:
         from . import files
 
         m, doc = files.read_yaml(yaml_file)
+        for key in ("histories", "counts", "sequences", "multi"):
+            if getattr(m, key):
+                # a history built chunk by chunk must carry each key's tail across chunks
+                # (composer.data.histories.HistoryState does); the chunk cache and the one-pass
+                # fit do not hold list columns yet, so refuse rather than build per-chunk histories
+                raise DataError(f"streaming does not read '{key}' yet", location=doc.location((key,)),
+                                key=key, hint="train in memory (drop --stream / training.stream)")
         self.spec = files._spec(m, yaml_file)
         source = files.source_path(m, yaml_file)
         self.source = str(source)
