@@ -64,8 +64,13 @@ def export_saved_model(exp, path: str) -> Path:
             """A delimited string per row -> (B, max_len) ids, -1 padding; a sequence keeps its newest
             values right-aligned, a multi-valued field its first ones left-aligned (lists.pad)."""
             spec = layout.lists[name]
+            # a blank cell is no list; inside a list a blank part is a missing value that keeps its
+            # position (the out-of-vocabulary id), as composer.data.lists reads text
             parts = tf.strings.strip(tf.strings.split(text, ","))
-            parts = tf.ragged.boolean_mask(parts, parts != "")
+            blank = tf.strings.strip(text) == ""
+            parts = tf.RaggedTensor.from_row_lengths(
+                tf.boolean_mask(parts.flat_values, tf.logical_not(tf.gather(blank, parts.value_rowids()))),
+                tf.where(blank, tf.zeros_like(parts.row_lengths()), parts.row_lengths()))
             lengths = tf.cast(parts.row_lengths(), tf.int32)
             keep = tf.minimum(lengths, spec.max_len)
             starts = tf.cast(parts.row_starts(), tf.int32)

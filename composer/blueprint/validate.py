@@ -46,7 +46,10 @@ def _bind(bp, doc, data):
 
     name = resolve_data_name(bp, doc, data)
     spec = None
-    if name and (needs_data(bp) or data):
+    # a data YAML is described from the YAML alone, so the blueprint's own one binds like --data:
+    # explicit features are checked against it (a list declared categorical, an outcome column)
+    own_yaml = bool(name) and str(name).lower().endswith((".yaml", ".yml"))
+    if name and (needs_data(bp) or data or own_yaml):
         from ..data.registry import describe
 
         try:
@@ -377,9 +380,9 @@ def _check_features(features, err):
                           "(categorical, multi or sequence)",
                           did_you_mean(share, [n for n in ids if n != f.name], what="id features"))
             else:
-                owner, seen = target, {f.name}
+                owner, seen = target, [f.name]  # a list: the cycle is printed in order
                 while owner.share is not None and owner.share in by_name and owner.name not in seen:
-                    seen.add(owner.name)
+                    seen.append(owner.name)
                     owner = by_name[owner.share]
                 if owner.name in seen:
                     yield err(("features", i, "share"), f"'{f.name}' shares a table in a cycle "

@@ -3,7 +3,10 @@
 In a loaded frame a list column holds one 1-D array (or list) of raw values per row, oldest
 first for sequences; an empty array when there is nothing. A text cell is split on commas
 (``"39,43"``), so raw rows typed by hand or read from CSV work as well; a missing cell (None,
-NaN, an empty string) is an empty list, never a value.
+NaN, an empty string) is an empty list, never a value. Inside a list a missing value keeps its
+position (``"a,,b"`` is three values, the middle one missing and encoded as the
+out-of-vocabulary id), so a side sequence stays aligned with its sequence; the serving export
+splits delimited text by the same rule.
 """
 from __future__ import annotations
 
@@ -18,10 +21,16 @@ def split_text(values: pd.Series, separator: str = ",") -> pd.Series:
     def cell(v):
         if v is None or (isinstance(v, float) and v != v) or v is pd.NA:
             return np.array([], dtype=object)
-        parts = [p.strip() for p in str(v).split(separator)]
-        return np.array([p for p in parts if p], dtype=object)
+        return _split(str(v), separator)
 
     return pd.Series([cell(v) for v in values.tolist()], index=values.index, dtype=object)
+
+
+def _split(text: str, separator: str) -> np.ndarray:
+    """'' (or blanks) -> no values; otherwise every part, blank parts kept as missing values."""
+    if not text.strip():
+        return np.array([], dtype=object)
+    return np.array([p.strip() for p in text.split(separator)], dtype=object)
 
 
 def cell_values(v):
@@ -32,7 +41,7 @@ def cell_values(v):
     if v is None or v is pd.NA or (isinstance(v, float) and v != v):
         return np.array([], dtype=object)
     if isinstance(v, str):
-        return np.array([p.strip() for p in v.split(",") if p.strip()], dtype=object)
+        return _split(v, ",")
     return np.asarray([v], dtype=object)  # one bare value: a list of one
 
 
