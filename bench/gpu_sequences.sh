@@ -19,7 +19,7 @@ OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -c "import jax, keras; print('jax', jax.__version__, jax.devices(), '| keras', keras.__version__)" | tee -a "$OUT/gpu.txt"
 if [ -f bench/din_mmoe.py ]; then
-  timeout -k 5 ${T1:-100} python3 bench/din_mmoe.py ${DIN_ARGS:---batch 1024,8192 --reps 3} 2>&1 | tee "$OUT/din_mmoe.txt"
+  timeout -k 5 ${T1:-100} python3 bench/din_mmoe.py ${DIN_ARGS:---backends jax --batch 1024,8192 --rows 262144 --reps 3} 2>&1 | tee "$OUT/din_mmoe.txt"
 fi
 timeout -k 5 ${T2:-420} python3 -m composer compare bench/sequences/mmoe_no_history.yaml \
   bench/sequences/mmoe_mean_history.yaml blueprints/din_mmoe.yaml --seeds ${SEEDS:-3} \
