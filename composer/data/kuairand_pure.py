@@ -53,6 +53,7 @@ import numpy as np
 
 from .dataset import DataSpec, Dataset, ListSpec
 from .errors import DataError, Location, did_you_mean
+from .options import parse_options
 from .kuairand import USER_CATEGORICAL, USER_NUMERIC, VIDEO_CATEGORICAL
 
 NAME = "kuairand-pure"
@@ -130,24 +131,7 @@ def parse(name: str) -> Options:
     base, _, text = name.partition(":")
     if base.strip() != NAME:
         raise DataError(f"unknown dataset '{base.strip()}'", key="data", hint=did_you_mean(base.strip(), [NAME]))
-    known = {f.name for f in fields(Options)}
-    values: dict[str, int] = {}
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        key, eq, raw = (s.strip() for s in item.partition("="))
-        if key not in known:
-            raise DataError(f"unknown option '{key}' of dataset '{NAME}'", key=key,
-                            hint=did_you_mean(key, known, what="options"))
-        if not eq or not raw:
-            raise DataError(f"option '{key}' needs a value, as in '{NAME}:{key}=...'", key=key)
-        if key in values:
-            raise DataError(f"option '{key}' is given twice", key=key)
-        try:
-            number = float(raw)
-        except ValueError:
-            number = float("nan")
-        if not np.isfinite(number) or not number.is_integer():
-            raise DataError(f"option '{key}' must be an integer, got '{raw}'", key=key)
-        values[key] = int(number)
+    values = parse_options(NAME, text, {f.name: int for f in fields(Options)})
     return Options(**values).check()
 
 

@@ -65,6 +65,7 @@ import numpy as np
 
 from .dataset import DataSpec, Dataset
 from .errors import DataError, did_you_mean
+from .options import parse_options
 
 DIM = 8
 USERS, ITEMS, CATEGORIES, SEGMENTS = 1000, 2000, 50, 12
@@ -177,30 +178,8 @@ def parse(name: str):
         raise DataError(f"unknown synthetic dataset '{base}'", key="data",
                         hint=did_you_mean(base, [*VIEWS, MTL], what="synthetic datasets"))
     cls = MtlOptions if base == MTL else Options
-    types = {f.name: f.type for f in fields(cls)}
-    values = {}
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        key, eq, raw = (s.strip() for s in item.partition("="))
-        if key not in types:
-            raise DataError(f"unknown option '{key}' of dataset '{base}'", key=key,
-                            hint=did_you_mean(key, types, what="options"))
-        if not eq or not raw:
-            raise DataError(f"option '{key}' needs a value, as in '{base}:{key}=...'", key=key)
-        if key in values:
-            raise DataError(f"option '{key}' is given twice", key=key)
-        values[key] = _number(key, raw, integer=types[key] in (int, "int"))
+    values = parse_options(base, text, {f.name: f.type for f in fields(cls)})
     return base, cls(**values).check()
-
-
-def _number(key: str, raw: str, integer: bool):
-    try:
-        value = float(raw)
-    except ValueError:
-        value = None
-    if value is None or not np.isfinite(value) or (integer and not value.is_integer()):
-        raise DataError(f"option '{key}' must be {'an integer' if integer else 'a number'}, "
-                        f"got '{raw}'", key=key)
-    return int(value) if integer else value  # so rows=1e5 is accepted
 
 
 def describe(name: str) -> DataSpec:

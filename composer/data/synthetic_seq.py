@@ -46,7 +46,8 @@ import numpy as np
 
 from .dataset import DataSpec, Dataset, ListSpec
 from .errors import DataError, did_you_mean
-from .synthetic import DAYS, TEST_DAY, VALID_DAY, _expected_sigmoid, _number
+from .options import parse_options
+from .synthetic import DAYS, TEST_DAY, VALID_DAY, _expected_sigmoid
 
 NAME = "synthetic-seq"
 LATENT = 16
@@ -108,18 +109,7 @@ def parse(name: str) -> tuple[str, Options]:
     if base != NAME:
         raise DataError(f"unknown synthetic dataset '{base}'", key="data",
                         hint=did_you_mean(base, [NAME], what="synthetic sequence datasets"))
-    types = {f.name: f.type for f in fields(Options)}
-    values = {}
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        key, eq, raw = (s.strip() for s in item.partition("="))
-        if key not in types:
-            raise DataError(f"unknown option '{key}' of dataset '{base}'", key=key,
-                            hint=did_you_mean(key, types, what="options"))
-        if not eq or not raw:
-            raise DataError(f"option '{key}' needs a value, as in '{base}:{key}=...'", key=key)
-        if key in values:
-            raise DataError(f"option '{key}' is given twice", key=key)
-        values[key] = _number(key, raw, integer=types[key] in (int, "int"))
+    values = parse_options(base, text, {f.name: f.type for f in fields(Options)})
     return base, Options(**values).check()
 
 
