@@ -24,3 +24,6 @@ KERAS_BACKEND=jax timeout -k 5 ${T2:-170} python3 bench/blueprint_throughput.py 
   --batch-sizes 1024,32768 --steps "$STEPS" --reps 3 --rows 20000 2>&1 | tee "$OUT/blueprints.txt"
 timeout -k 5 ${T3:-170} python3 bench/backends_mmoe8.py --backends torch \
   --batch-sizes 1024,8192,32768 --steps "$STEPS" --reps 3 --both-lowerings 2>&1 | tee "$OUT/mmoe8_torch.txt"
+# 4. DIN into MMoE (bench/din_mmoe.py): Composer against hand-written Keras on JAX at batch 1024/8192.
+KERAS_BACKEND=jax timeout -k 5 ${T4:-90} python3 bench/din_mmoe.py --backends jax --batch 1024,8192 \
+  --rows 65536 --reps 3 2>&1 | tee "$OUT/din_mmoe_jax.txt"
