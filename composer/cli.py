@@ -9,17 +9,50 @@ import json
 import os
 import sys
 
-from .blueprint.errors import BlueprintError
+from .blueprint.errors import BlueprintError, Location
 
 EXIT_USER_ERROR = 2
 
 
-def _load_graph(file: str, data: str | None = None):
+def _load_graph(file: str, data: str | None = None, sets=None):
     from .blueprint import load_blueprint
     from .graph import build_graph
 
-    bp, doc = load_blueprint(file, data=data)
+    bp, doc = load_blueprint(file, data=data, sets=sets)
     return build_graph(bp, doc)
+
+
+def _sets(args) -> list[str] | None:
+    """The command's ``--set KEY=VALUE`` overrides, in order."""
+    return getattr(args, "set", None)
+
+
+def _blueprint_files(paths) -> list[str]:
+    """Files as given; a folder stands for the .yaml/.yml files directly in it."""
+    out = []
+    for path in paths:
+        if not os.path.isdir(path):
+            out.append(path)
+            continue
+        found = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith((".yaml", ".yml")))
+        if not found:
+            raise BlueprintError("holds no .yaml or .yml file", location=Location(path),
+                                 hint="name blueprint files, or a folder of them")
+        out.extend(found)
+    return out
+
+
+def _parent_folder(path: str) -> None:
+    """Create the folder an output file goes into (as `train --out` creates its run folder)."""
+    folder = os.path.dirname(path)
+    if os.path.isdir(path):
+        raise BlueprintError("is a folder; name the file to write", location=Location(path))
+    try:
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        why = "a file is in the way" if isinstance(exc, (FileExistsError, NotADirectoryError)) else exc.strerror
+        raise BlueprintError(f"cannot create this folder: {why}", location=Location(folder)) from None
 
 
 def _params_text(graph) -> str:
@@ -48,9 +81,9 @@ def _table(graph) -> str:
 
 def cmd_validate(args) -> int:
     failed = 0
-    for file in args.files:
+    for file in _blueprint_files(args.files):
         try:
-            graph = _load_graph(file, args.data)
+            graph = _load_graph(file, args.data, _sets(args))
         except BlueprintError as exc:
             print(exc, file=sys.stderr)
             failed += 1
@@ -64,7 +97,7 @@ def cmd_validate(args) -> int:
 def cmd_summary(args) -> int:
     from .losses import LossPlan
 
-    graph = _load_graph(args.file, args.data)
+    graph = _load_graph(args.file, args.data, _sets(args))
     print(_table(graph))
     print()
     print(LossPlan.from_blueprint(graph.blueprint).table())
@@ -72,9 +105,11 @@ def cmd_summary(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from .diagram import render
+    from .diagram import check_format, render
 
-    graph = _load_graph(args.file, args.data)
+    check_format(args.output)
+    graph = _load_graph(args.file, args.data, _sets(args))
+    _parent_folder(args.output)
     try:
         render(graph, args.output)
     except RuntimeError as exc:
@@ -87,14 +122,15 @@ def cmd_render(args) -> int:
 def cmd_plan(args) -> int:
     from .losses import LossPlan
 
-    graph = _load_graph(args.file, args.data)
+    graph = _load_graph(args.file, args.data, _sets(args))
     plan = LossPlan.from_blueprint(graph.blueprint)
     print(plan.table())
     if plan.fusion in ("gradnorm", "pareto"):
         tasks = [t.task for t in plan.trained]
         if plan.fusion == "gradnorm":
-            shared = [plan.params.get("shared_layer") or graph.last_shared_layer(tasks)]
-            print(f"\nGradNorm's W (last shared layer): {shared[0]}")
+            chosen = plan.params.get("shared_layer")
+            nid, why = (chosen, "loss.shared_layer") if chosen else graph.shared_layer_choice(tasks)
+            print(f"\nGradNorm's W (last shared layer): {nid} ({why})")
         else:
             shared = [n for n in graph.shared_nodes(tasks) if graph.nodes[n].params]
             print(f"\nPE-LTR's shared parameters: {', '.join(shared)}")
@@ -106,6 +142,7 @@ def cmd_schema(args) -> int:
 
     text = json.dumps(blueprint_model().model_json_schema(), indent=2)
     if args.output:
+        _parent_folder(args.output)
         with open(args.output, "w") as fh:
             fh.write(text + "\n")
         print(f"wrote {args.output}")
@@ -115,16 +152,19 @@ def cmd_schema(args) -> int:
 
 
 def cmd_build(args) -> int:
+    if args.output and not args.output.endswith((".keras", ".h5")):
+        raise BlueprintError("Keras saves a model as a .keras file", location=Location(args.output),
+                             key="-o", hint="e.g. -o model.keras")
     _quiet_tf()
     from .compiler import compile_graph
 
     from .losses import LossPlan
 
-    graph = _load_graph(args.file, args.data)
+    graph = _load_graph(args.file, args.data, _sets(args))
     if graph.layout.missing_vocab():
         from .training import prepare
 
-        exp = prepare(args.file, data=args.data)
+        exp = prepare(args.file, data=args.data, sets=_sets(args))
         graph, model = exp.graph, exp.model
         print(f"vocabularies fitted on the train split of {exp.data_name}")
     else:
@@ -135,6 +175,7 @@ def cmd_build(args) -> int:
     print(f"\nkeras model '{model.name}': inputs {[i.name for i in model.inputs]}, "
           f"outputs {list(model.output_names)}, {model.count_params()} parameters")
     if args.output:
+        _parent_folder(args.output)
         model.save(args.output)
         print(f"wrote {args.output}")
     return 0
@@ -168,7 +209,7 @@ def _base_seed(file, args) -> int:
         return args.seed
     from .blueprint import load_blueprint
 
-    return load_blueprint(file, data=args.data)[0].training.seed
+    return load_blueprint(file, data=args.data, sets=_sets(args))[0].training.seed
 
 
 def _add_training_overrides(s):
@@ -198,9 +239,12 @@ def cmd_train(args) -> int:
     _quiet_tf()
     from . import training
 
-    exp = training.prepare(args.file, data=args.data, rows=args.rows, training=_overrides(args), cluster=cluster)
+    exp = training.prepare(args.file, data=args.data, rows=args.rows, training=_overrides(args), cluster=cluster,
+                           sets=_sets(args))
     if not cluster.is_chief:  # only process 0 reports and writes the run folder
         return _train_worker(exp, cluster)
+    for warning in exp.graph.warnings:  # e.g. an mmoe over one task: trained anyway, said once
+        print(f"warning: {warning}", file=sys.stderr)
     counts = exp.dataset.counts()
     print(f"data {exp.data_name}: train {counts['train']:,} · valid {counts['valid']:,} · "
           f"test {counts['test']:,} rows; tasks {', '.join(exp.tasks)}; model {exp.model.count_params():,} params")
@@ -278,21 +322,24 @@ def cmd_compare(args) -> int:
     from .metrics import compare_scenario_table, compare_table
 
     baseline = _compared(args)
-    reports, times, dataset = {}, {}, None
+    out = args.out or _default_compare_dir()
+    print(f"results and models go to {out}", flush=True)
+    reports, times, dataset, lines = {}, {}, None, []
     for file in args.files:
         for seed_i in range(args.seeds):
-            overrides = _overrides(args)
-            if seed_i:
-                overrides["seed"] = _base_seed(file, args) + seed_i
-            exp = training.prepare(file, data=args.data, rows=args.rows, dataset=dataset, training=overrides)
+            overrides = {**_overrides(args), "seed": _run_seed(file, args, seed_i)}
+            exp = training.prepare(file, data=args.data, rows=args.rows, dataset=dataset, training=overrides,
+                                   sets=_sets(args))
             dataset = exp.dataset
-            training.fit(exp, verbose=0)
-            name = exp.bp.name
-            reports.setdefault(name, []).append(training.report(exp, "test"))
+            history = training.fit(exp, verbose=0)
+            name, seed = exp.bp.name, exp.bp.training.seed
+            rep = training.report(exp, "test")
+            reports.setdefault(name, []).append(rep)
             times.setdefault(name, []).append(exp.timings["train_s"])
-            print(f"{name} (seed {exp.bp.training.seed}): {exp.timings['epochs_run']} epochs, "
-                  f"{exp.timings['train_s']:.1f}s, test macro AUC {reports[name][-1].macro().get('auc')}",
-                  flush=True)
+            training.save_run(exp, os.path.join(out, f"{name}-seed{seed}"), history, rep)
+            lines.append(f"{name} (seed {seed}): {exp.timings['epochs_run']} epochs, "
+                         f"{exp.timings['train_s']:.1f}s, test macro AUC {_rounded(rep.macro().get('auc'))}")
+            print(lines[-1], flush=True)
     planted = training.planted_report(exp)  # the data generator's best score, where it has one
     if planted and any(set(r.tasks) != set(planted.tasks) for rs in reports.values() for r in rs):
         planted = None  # the blueprints predict different tasks: no one ceiling row fits them all
@@ -301,8 +348,8 @@ def cmd_compare(args) -> int:
     if planted:
         table += f"\n{PLANTED_NOTE}"
     counts = dataset.counts()
-    print(f"\ntest split of {args.data or 'each blueprint data'} ({counts['test']:,} rows), exact AUC")
-    print(table)
+    table = f"test split of {args.data or 'each blueprint data'} ({counts['test']:,} rows), exact AUC\n{table}"
+    print(f"\n{table}")
     if any(r[0].scenarios for r in reports.values()):
         rows = {}
         for reps in reports.values():
@@ -310,23 +357,46 @@ def cmd_compare(args) -> int:
                 rows.setdefault(s, max((m.n for m in tasks.values()), default=0))
         sizes = ", ".join(f"{s} {n:,}" for s, n in rows.items())
         per_scenario = f"per scenario (test rows: {sizes}), exact AUC\n{compare_scenario_table(rows_of)}"
+        group = next((r.group for rs in reports.values() for r in rs if r.group), None)
+        if group:
+            per_scenario += (f"\nper scenario, exact GAUC (groups of {group!r}, impressions-weighted)\n"
+                             f"{compare_scenario_table(rows_of, metric='gauc')}")
         print(per_scenario)
         table += "\n\n" + per_scenario
     if len(reports) > 1 and args.seeds > 1:
         paired = _paired_tables(reports, baseline)
         print(paired)
         table += "\n\n" + paired
-    if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "compare.txt"), "w") as fh:
-            fh.write(table + "\n")
-        for name, reps in reports.items():
-            for i, rep in enumerate(reps):
-                rep.save(os.path.join(args.out, f"{name}-seed{i}"))
-        if planted:
-            planted.save(os.path.join(args.out, "planted-truth"))
-        print(f"saved to {args.out}")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "compare.txt"), "w") as fh:
+        fh.write("\n".join(lines) + "\n\n" + table + "\n")
+    if planted:
+        planted.save(os.path.join(out, "planted-truth"))
+    print(f"saved to {out} (compare.txt; one run folder per model and seed: NAME-seedSEED)")
     return 0
+
+
+def _rounded(value, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _run_seed(file, args, i: int) -> int:
+    """Run i's seed: i for every model (so run i of each model shares its initialisation and
+    shuffling stream); --seed S: S + i; --blueprint-seeds: each blueprint's training.seed + i."""
+    if args.blueprint_seeds:
+        return _base_seed(file, args) + i
+    return (args.seed or 0) + i
+
+
+def _default_compare_dir() -> str:
+    import time
+
+    base = os.path.join("runs", "compare-" + time.strftime("%Y%m%d-%H%M%S"))
+    out, n = base, 1
+    while os.path.exists(out):  # two compares started within the same second
+        n += 1
+        out = f"{base}-{n}"
+    return out
 
 
 def _compared(args) -> str | None:
@@ -338,9 +408,13 @@ def _compared(args) -> str | None:
 
     if args.seeds < 1:
         raise BlueprintError(f"must be at least 1, got {args.seeds}", key="--seeds")
+    if getattr(args, "blueprint_seeds", False) and args.seed is not None:
+        raise BlueprintError("and --seed both choose the seeds", key="--blueprint-seeds",
+                             hint="--seed S: run i of every model uses S + i; --blueprint-seeds: each "
+                             "blueprint's training.seed + i")
     by_name: dict[str, str] = {}
     for file in args.files:
-        bp, doc = load_blueprint(file, data=args.data)
+        bp, doc = load_blueprint(file, data=args.data, sets=_sets(args))
         if bp.name in by_name:
             raise BlueprintError(f"blueprint name '{bp.name}' is also the name of {by_name[bp.name]}",
                                  location=doc.location(("name",)), key="name",
@@ -359,15 +433,19 @@ def _compared(args) -> str | None:
 
 
 def _paired_tables(reports, baseline) -> str:
-    from .paired import paired_table
+    from .paired import MIN_PAIRS_FOR_P, paired_table
 
     base = baseline or next(iter(reports))
     text = (f"paired with {base}, run i of each model with run i of {base} (the i-th seed), "
             f"AUC difference (+: ahead; runs ahead/pairs, paired t-test p)\n{paired_table(reports, base)}")
     if any(r[0].scenarios for r in reports.values()):
         text += f"\nper scenario\n{paired_table(reports, base, by='scenario')}"
-    return text + ("\np covers run-to-run (seed) variation on this one test split, not the sampling of its rows; "
-                   "one p per cell, not corrected for the number of cells")
+    text += ("\np covers run-to-run (seed) variation on this one test split, not the sampling of its rows; "
+             "one p per cell, not corrected for the number of cells")
+    if min(len(r) for r in reports.values()) < MIN_PAIRS_FOR_P:
+        text += (f"\np n/a: a paired t-test needs {MIN_PAIRS_FOR_P} pairs or more (--seeds "
+                 f"{MIN_PAIRS_FOR_P}); with fewer, read the mean difference and the runs ahead only")
+    return text
 
 
 def cmd_export(args) -> int:
@@ -406,9 +484,69 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    from .prediction import Predictor, check_output, key_columns, read_rows, table, write
+
+    out = args.output or os.path.join(args.run, "predictions" + (f"-{os.path.basename(args.data)}" if args.data
+                                                                 else "") + ".parquet")
+    check_output(out)
+    predictor = Predictor.open(args.run)  # a missing or damaged run folder stops here
+    _parent_folder(out)  # after: the default output is inside the run folder
+    data = args.data or predictor.exp.data_name
+    frame, split, spec = read_rows(predictor, data, rows=args.rows, split=args.split)
+    keep = [c.strip() for c in (args.keep or "").split(",") if c.strip()]
+    absent = [c for c in keep if c not in frame.columns]
+    if absent:
+        from .blueprint.errors import did_you_mean
+
+        raise BlueprintError(f"no column {', '.join(absent)} in {data}", key="--keep",
+                             hint=did_you_mean(absent[0], [str(c) for c in frame.columns], what="columns"))
+    result = table(frame, predictor(frame), key_columns(frame, predictor, spec, keep), split)
+    write(result, out)
+    parts = ""
+    if split is not None:
+        import numpy as np
+
+        names, counts = np.unique(split, return_counts=True)
+        parts = " (" + " · ".join(f"{n} {c:,}" for n, c in zip(names, counts)) + ")"
+    means = ", ".join(f"{t} {result[t].mean():.4f}" for t in predictor.tasks)
+    print(f"predicted {len(result):,} rows of {data}{parts}; mean probability {means}")
+    print(f"wrote {out}: columns {', '.join(map(str, result.columns))}")
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from .data import catalog
+
+    if args.markdown:
+        print(catalog.markdown(), end="")
+    elif args.names:
+        print("\n\n".join(catalog.detail(name) for name in args.names))
+    else:
+        print(catalog.text())
+    return 0
+
+
+def cmd_blueprints(args) -> int:
+    from . import blueprints_catalog as shipped
+
+    if args.action == "copy":
+        target = shipped.copy(args.name, args.directory, overwrite=args.force)
+        print(f"wrote {target}")
+        return 0
+    from tabulate import tabulate
+
+    folder = shipped.folder()
+    rows = [[name, shipped.description(folder / f"{name}.yaml")] for name in shipped.names()]
+    print(tabulate(rows, headers=["blueprint", "description"], tablefmt="simple"))
+    print(f"\n{len(rows)} blueprints in {folder}; `composer blueprints copy NAME [DIR]` writes one out to edit")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="composer", description="Design, build and render multi-task "
                                 "and multi-scenario recommendation models from YAML blueprints.")
+    p.add_argument("--version", action="version", version=f"composer {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     s = sub.add_parser("validate", help="check blueprints (schema, references, cycles, shapes)")
     s.add_argument("files", nargs="+", metavar="FILE")
@@ -460,20 +598,79 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--data", help="dataset for every blueprint (default: each blueprint's data:)")
     _add_training_overrides(s)
     s.add_argument("--rows", type=int, help="use only the first N rows")
-    s.add_argument("--seeds", type=int, default=1, help="seeds per blueprint (mean ± std); with 2 or "
-                   "more, a paired table against the baseline follows")
+    s.add_argument("--seeds", type=int, default=1, help="runs per blueprint (mean ± std); run i of every "
+                   "model uses seed i (--seed S: S + i); with 2 or more, a paired table against the baseline "
+                   "follows (p-values from 3 runs)")
+    s.add_argument("--blueprint-seeds", action="store_true", help="run i of each model uses its blueprint's "
+                   "training.seed + i instead")
     s.add_argument("--baseline", help="blueprint (file or name) the others are paired with "
                    "(default: the first)")
-    s.add_argument("--out", help="folder for the table and per-model metrics")
+    s.add_argument("--out", help="folder for compare.txt and one run folder (model, metrics, history) per "
+                   "model and seed, NAME-seedSEED (default runs/compare-TIME)")
     s.set_defaults(func=cmd_compare)
     s = sub.add_parser("export", help="write .keras and a raw-feature SavedModel for serving")
     s.add_argument("run", metavar="RUN_DIR")
     s.add_argument("-o", "--output", help="export folder (default RUN_DIR/export)")
     s.set_defaults(func=cmd_export)
+    s = sub.add_parser(
+        "predict", help="one probability per task for raw rows (a dataset, data YAML, CSV or Parquet file)",
+        description="Predict with a run folder on raw rows: one probability per task, written with the "
+        "rows' key columns (the split of each row for a dataset name or data YAML; the dataset's group "
+        "column; the scenario column; every column named id or *_id; --keep). Categorical values are "
+        "read as text, unseen or missing ones use the out-of-vocabulary row; list features are lists "
+        "(Parquet) or delimited text \"a,b\" (CSV), oldest first. The same numbers as the exported "
+        "SavedModel. In Python: composer.predict(RUN_DIR, dataframe). See docs/predict.md.")
+    s.add_argument("run", metavar="RUN_DIR", help="a folder `composer train` wrote")
+    s.add_argument("--data", help="dataset name (synthetic, census-mtl, ...), data YAML, or a .csv/.parquet file "
+                   "of raw rows holding every feature column (no labels needed); default: the run's own data")
+    s.add_argument("-o", "--output", help="predictions file, .parquet or .csv "
+                   "(default RUN_DIR/predictions[-DATA].parquet)")
+    s.add_argument("--split", choices=["train", "valid", "test"], help="only this split of a dataset (default: every row)")
+    s.add_argument("--rows", type=int, help="read only the first N rows")
+    s.add_argument("--keep", metavar="COL,...", help="also write these input columns")
+    s.set_defaults(func=cmd_predict)
+    s = sub.add_parser("datasets", help="every built-in dataset: tasks, scenario, features, rows, files, "
+                       "options (no data read, no TensorFlow)")
+    s.add_argument("names", nargs="*", metavar="NAME", help="show these in full (options allowed: "
+                   "synthetic:rows=5000; or a data YAML)")
+    s.add_argument("--markdown", action="store_true", help="print docs/datasets.md")
+    s.set_defaults(func=cmd_datasets)
+    s = sub.add_parser("blueprints", help="list the shipped blueprints (installed with Composer); "
+                       "`blueprints copy NAME [DIR]` writes one out")
+    s.set_defaults(func=cmd_blueprints, action="list")
+    actions = s.add_subparsers(dest="action", metavar="ACTION")
+    actions.add_parser("list", help="list them (the default)")
+    c = actions.add_parser("copy", help="copy one shipped blueprint into a folder, to edit")
+    c.add_argument("name", metavar="NAME", help="a shipped blueprint (mmoe or mmoe.yaml)")
+    c.add_argument("directory", metavar="DIR", nargs="?", default=".", help="folder (default: the current one)")
+    c.add_argument("--force", action="store_true", help="overwrite an existing file")
     s = sub.add_parser("schema", help="print the JSON Schema of the blueprint language")
     s.add_argument("-o", "--output", help="write to a file instead of stdout")
     s.set_defaults(func=cmd_schema)
+    for name in ("validate", "summary", "render", "plan", "build", "train", "compare"):
+        sub.choices[name].add_argument(
+            "--set", action="append", metavar="KEY=VALUE",
+            help="override any blueprint setting, e.g. --set training.learning_rate=0.003, "
+                 "--set blocks.moe.experts=8, --set features[0].dim=16 (VALUE is YAML: [64,32]); repeatable")
     return p
+
+
+def _version() -> str:
+    """The installed package's version; from pyproject.toml in a source tree that is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("composer-rec")
+    except PackageNotFoundError:
+        import re
+        from pathlib import Path
+
+        try:
+            text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+        except OSError:
+            text = ""
+        found = re.search(r'^version\s*=\s*"([^"]+)"', text, re.M)
+        return found.group(1) if found else "unknown"
 
 
 def main(argv=None) -> int:
@@ -484,6 +681,9 @@ def main(argv=None) -> int:
     except BlueprintError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USER_ERROR
+    except BrokenPipeError:  # `composer summary ... | head` stopped reading: nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+        return 1
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ primitives inside a sub-cluster named after them. Stop-gradient edges are dashed
 """
 from __future__ import annotations
 
+import os
 import shutil
 
 import graphviz
@@ -112,10 +113,25 @@ def has_dot() -> bool:
     return shutil.which("dot") is not None
 
 
+FORMATS = ("svg", "png", "pdf", "dot", "gv")
+
+
+def check_format(path: str) -> str:
+    """The format named by ``path``'s extension; a BlueprintError for any other."""
+    from .blueprint.errors import BlueprintError, Location
+
+    ext = os.path.splitext(path)[1][1:].lower()
+    if ext not in FORMATS:
+        said = f"'.{ext}' is not a diagram format" if ext else "the file name has no extension"
+        raise BlueprintError(f"{said}: write .svg, .png or .pdf (with Graphviz) or .dot",
+                             location=Location(path), key="-o")
+    return ext
+
+
 def render(graph: BlockGraph, path: str) -> str:
     """Write DOT (``.dot``/``.gv``) or an image (``.svg``, ``.png``, ``.pdf``) to ``path``."""
+    ext = check_format(path)
     dot = to_dot(graph)
-    ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
     if ext in ("dot", "gv"):
         with open(path, "w") as fh:
             fh.write(dot.source)

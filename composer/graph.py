@@ -65,6 +65,7 @@ class BlockGraph:
     outputs: dict[str, str]  # task -> node id
     inputs: dict[str, list] = field(default_factory=dict)  # node id -> [(field, ref node id(s))]
     warnings: list[str] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)  # nodes no output depends on (not in the model)
 
     def shared_nodes(self, tasks) -> list[str]:
         """Nodes every given task's output depends on (in topological order): the shared part."""
@@ -73,19 +74,44 @@ class BlockGraph:
         return [n for n in self.order if n in common]
 
     def last_shared_layer(self, tasks) -> str | None:
-        """The last shared node holding weights (GradNorm's W)."""
+        """GradNorm's default W: the last node with weights every given task depends on that is
+        not one task's own (see ``shared_layer_choice``)."""
+        return self.shared_layer_choice(tasks)[0]
+
+    def shared_layer_choice(self, tasks) -> tuple[str | None, str]:
+        """GradNorm's default W and why. Through a chain a task depends on another task's head
+        (ESMM's CTCVR reads the CTR tower), so a head (a logit or probability) and a copy or
+        branch made for one task are skipped: their gradient is one task's, not shared."""
         with_weights = [n for n in self.shared_nodes(tasks) if self.nodes[n].params]
-        return with_weights[-1] if with_weights else None
+        own = [n for n in with_weights if self.owned_by_one_task(n)]
+        shared = [n for n in with_weights if n not in own]
+        names = ", ".join(tasks)
+        if not shared and own:
+            return None, (f"every block with weights that every task with a loss ({names}) depends "
+                          f"on is one task's own ({', '.join(own)})")
+        if not shared:
+            return None, f"every task with a loss ({names}) shares no block with weights, only the embeddings"
+        why = f"the last block with weights that every task with a loss ({names}) depends on"
+        later = [n for n in own if self.order.index(n) > self.order.index(shared[-1])]
+        if later:
+            shown = ", ".join(later[:4]) + (", ..." if len(later) > 4 else "")
+            why += f"; after it come one task's own blocks ({shown}), not shared"
+        return shared[-1], why
+
+    def owned_by_one_task(self, nid: str) -> bool:
+        node = self.nodes[nid]
+        return node.task is not None or (node.out is not None and node.out.kind in ("logit", "prob"))
 
     @property
     def block_params(self) -> int | None:
-        counts = [n.params for n in self.nodes.values()]
+        """Parameters of the blocks the model holds: Keras leaves out a layer no output reads."""
+        counts = [n.params for nid, n in self.nodes.items() if nid not in self.unused]
         return None if any(c is None for c in counts) else sum(counts)
 
     @property
     def total_params(self) -> int | None:
-        counts = [n.params for n in self.nodes.values()] + [self.layout.embedding_params()]
-        return None if any(c is None for c in counts) else sum(counts)
+        blocks, embeddings = self.block_params, self.layout.embedding_params()
+        return None if blocks is None or embeddings is None else blocks + embeddings
 
 
 def build_graph(bp, doc: Document | None = None, vocab_sizes: dict[str, int] | None = None) -> BlockGraph:
@@ -99,6 +125,7 @@ class _Builder:
         self.aliases: dict[str, str] = {}
         self.stamped: dict[str, list[str]] = {}
         self.ports: dict[str, list[str]] = {}
+        self.subsets: dict[str, list[str]] = {}  # block -> its `tasks`, where it has some
         self.problems: list[BlueprintError] = []
 
     def _error(self, path, message, hint=None, at_key=False):
@@ -132,8 +159,10 @@ class _Builder:
                            outputs, inputs)
         self._infer(graph)
         self._check_outputs(graph)
+        self._check_shared_layer(graph)
         self._raise()
         self._warn_unused(graph)
+        self._warn_one_task(graph)
         return graph
 
     def _raise(self):
@@ -144,7 +173,10 @@ class _Builder:
     def _add(self, name: str, block: Block, source: str | None = None, task: str | None = None):
         source = source or name
         if block.for_each and source == name:
-            groups = self.bp.task_names if block.for_each == "task" else self._scenario_names()
+            groups = (block.task_names(Context(self.bp, self.layout)) if block.for_each == "task"
+                      else self._scenario_names())
+            if block.tasks is not None:
+                self.subsets[name] = groups
             ids = []
             for member in groups:
                 copy = _substitute(block, block.for_each, member).model_copy(update={"for_each": None})
@@ -180,6 +212,8 @@ class _Builder:
             for port, ref in ports.items():
                 self.aliases[f"{nid}.{port}"] = ref
             self.ports[nid] = list(ports)
+            if block.tasks is not None:
+                self.subsets[nid] = block.task_names(ctx)
             return
         self.nodes[nid] = Node(nid, block, source, task, scenario)
 
@@ -225,12 +259,19 @@ class _Builder:
                                              f"block stamped per {kind}"))
         elif ref in self.ports:
             choices = ", ".join(f"{ref}.{p}" for p in self.ports[ref])
-            self.problems.append(self._error(path, f"'{ref}' has several outputs{where}",
-                                             f"reference a port: {choices} (or '{ref}.{{task}}' in a block stamped per task)"))
+            stamp = self._stamp_ref(ref, path, consumer)
+            self.problems.append(self._error(path, f"'{ref}' has several outputs{where}", (
+                f"reference a port: {choices}, or '{stamp}' (each copy of this block reads its own)"
+                if stamp else f"reference a port: {choices} (or '{ref}.{{task}}' in a block stamped per task)")))
+        elif ref.rpartition(".")[0] in self.subsets and ref.rpartition(".")[2] in self.bp.task_names:
+            self.problems.append(self._outside_subset(ref, path))
         else:
             base = ref.split(".")[0]
             if base in self.ports or base in self.stamped:
                 valid = [f"{base}.{p}" for p in self.ports.get(base, [])] + self.stamped.get(base, [])
+                stamp = self._stamp_ref(base, path, consumer)
+                if stamp:  # in words of the stamped block, so that its copies give one message
+                    ref, valid = self._written(path, consumer), valid + [stamp]
                 self.problems.append(self._error(path, f"'{base}' has no port '{ref[len(base) + 1:]}'{where}",
                                                  did_you_mean(ref, valid, what="ports")))
             else:
@@ -238,6 +279,41 @@ class _Builder:
                 self.problems.append(self._error(path, f"unknown reference '{ref}'{where}",
                                                  did_you_mean(ref, visible, what="blocks")))
         return None
+
+    def _written(self, path, consumer: Node | None) -> str | None:
+        """The reference as a stamped block writes it, before '{task}' is replaced: the same
+        text for every copy. None outside a stamped block."""
+        block = self.bp.blocks.get(consumer.source) if consumer is not None else None
+        if block is None or not block.for_each or path[:2] != ("blocks", consumer.source):
+            return None
+        value = getattr(block, path[2], None)
+        for part in path[3:]:
+            value = value[part] if isinstance(value, (list, dict)) else None
+        return value if isinstance(value, str) else None
+
+    def _stamp_ref(self, base: str, path, consumer: Node | None) -> str | None:
+        """'moe.{task}' where a block stamped per task reads ``base``, which has one port per task."""
+        block = self.bp.blocks.get(consumer.source) if consumer is not None else None
+        if block is None or not block.for_each or self._written(path, consumer) is None:
+            return None
+        members = [copy.rpartition(".")[2] for copy in self.stamped.get(consumer.source, [])]
+        valid = {f"{base}.{p}" for p in self.ports.get(base, [])} | set(self.stamped.get(base, []))
+        if members and all(f"{base}.{m}" in valid for m in members):
+            return f"{base}.{{{block.for_each}}}"
+        return None
+
+    def _outside_subset(self, ref, path):
+        base, _, task = ref.rpartition(".")
+        subset = self.subsets[base]
+        source = base.split("/")[0]
+        what = "copy" if base in self.stamped else "port"
+        reader = self.bp.blocks.get(path[1]) if path[0] == "blocks" else None
+        if reader is not None and reader.for_each == "task":
+            other = f"or give blocks.{path[1]} tasks: [{', '.join(subset)}] too"
+        else:
+            other = "or read one of: " + ", ".join(f"{base}.{t}" for t in subset)
+        return self._error(path, f"'{base}' has no {what} '{task}': blocks.{source}.tasks is "
+                           f"[{', '.join(subset)}]", f"add {task} to blocks.{source}.tasks, {other}")
 
     def _check_cycles(self, g):
         try:
@@ -279,17 +355,90 @@ class _Builder:
                     ("outputs", task), f"'{nid}' gives {out} ({out.kind}), not a logit or probability of shape (B, 1)",
                     "point the output at a tower (logit) or a predict block"))
 
+    def _check_shared_layer(self, graph):
+        """GradNorm's W names a block with weights every task with a loss depends on."""
+        loss = self.bp.loss
+        if loss.fusion != "gradnorm" or self.problems:
+            return
+        tasks = [t.name for t in self.bp.tasks if t.loss]
+        name = loss.shared_layer
+        if name is None:
+            if graph.last_shared_layer(tasks) is None:
+                _, why = graph.shared_layer_choice(tasks)
+                own = [n for n in graph.shared_nodes(tasks) if graph.nodes[n].params]
+                self.problems.append(self._error(
+                    ("loss", "fusion"), f"gradnorm needs a shared layer W, but {why}",
+                    ("set loss.shared_layer to one of them to use it anyway, or " if own else "")
+                    + "use fusion: fixed or uncertainty"))
+            return
+        weighted = [n for n in graph.order if graph.nodes[n].params != 0]
+        if name not in weighted:
+            what = f"'{name}' has no weights" if name in graph.nodes else f"unknown block '{name}'"
+            self.problems.append(self._error(("loss", "shared_layer"), what,
+                                             did_you_mean(name, weighted, what="blocks with weights")))
+            return
+        missing = [t for t in tasks if name not in graph.shared_nodes([t])]
+        if missing:
+            default = graph.last_shared_layer(tasks)
+            self.problems.append(self._error(
+                ("loss", "shared_layer"), f"'{name}' is not shared: {', '.join(missing)} "
+                f"{'does' if len(missing) == 1 else 'do'} not depend on it",
+                "GradNorm compares every task's gradient on W"
+                + (f"; the default is '{default}' (remove shared_layer)" if default else "")))
+
+    def _warn_one_task(self, graph):
+        """Gates per task over a single task: valid, but nothing is shared between tasks, which is
+        what these blocks are for (a dataset with one label, as synthetic-msl, bound with
+        ``tasks: from_data``)."""
+        if len(self.bp.task_names) != 1:
+            return
+        task = self.bp.task_names[0]
+        from_data = self.doc is not None and isinstance(self.doc.data, dict) and self.doc.data.get("tasks") == "from_data"
+        why = (f"tasks: from_data and the bound dataset has one label, '{task}'" if from_data
+               else f"the blueprint has one task, '{task}'")
+        same = {"mmoe": "its one gate has no other task to share the experts with: the same model as an omoe",
+                "cgc": "its gate has no other task to share the shared experts with: one mixture of "
+                       "shared and task experts",
+                "ple": "its gates have no other task to share the shared experts with: stacked mixtures "
+                       "for one task",
+                "gate": "one gate, no other task to share its experts with"}
+        for name, block in self.bp.blocks.items():
+            if block.type not in same or (block.type == "gate" and block.for_each != "task"):
+                continue
+            loc = self.doc.location(("blocks", name), at_key=True) if self.doc else ""
+            graph.warnings.append(f"{loc}: blocks.{name}: {block.type} over one task ({why}): {same[block.type]}; "
+                                  "bind data with two labels or more for a multi-task model "
+                                  "(`composer datasets` lists each dataset's tasks)")
+
     def _warn_unused(self, graph):
         used = set()
         for nid in graph.outputs.values():
             used |= nx.ancestors(graph.graph, nid) | {nid}
+        graph.unused = [n for n in graph.order if n not in used]
         sources = {}
-        for nid, node in self.nodes.items():
-            if nid not in used:
-                sources.setdefault(node.source, nid)
-        for source in sources:
+        for nid in graph.unused:
+            sources.setdefault(self.nodes[nid].source, []).append(nid)
+        for source, unused in sources.items():
             loc = self.doc.location(("blocks", source), at_key=True) if self.doc else ""
-            graph.warnings.append(f"{loc}: blocks.{source}: not used by any output")
+            if all(n.source != source or n.id in unused for n in self.nodes.values()):
+                graph.warnings.append(f"{loc}: blocks.{source}: not used by any output")
+                continue
+            # used, but some per-task branches feed no output (an ESMM chain's task on a PLE)
+            params = sum(self.nodes[n].params or 0 for n in unused)
+            copies = self.stamped.get(source) or [f"{source}.{p}" for p in self.ports.get(source, [])]
+            idle = [c for c in copies if self._target(c) not in used]
+            tasks = [c.rpartition(".")[2] for c in copies if c not in idle]
+            tasks = [t for t in tasks if t in self.bp.task_names]
+            what = idle or unused
+            verb = "feeds no output, so its" if len(what) == 1 else "feed no output, so their"
+            fix = f"; give it tasks: [{', '.join(tasks)}]" if idle and tasks else ""
+            graph.warnings.append(f"{loc}: blocks.{source}: {', '.join(what)} {verb} {params:,} "
+                                  f"parameters are left out of the model{fix}")
+
+    def _target(self, ref: str) -> str:
+        while ref in self.aliases:
+            ref = self.aliases[ref]
+        return ref
 
 
 def map_inputs(resolved, fn) -> dict:

@@ -1,13 +1,14 @@
 """Paired comparison of models trained over the same seeds: is B ahead of A beyond seed noise?
 
-``composer compare A B ... --seeds N`` trains every blueprint N times on one split; run i of each
-model uses the i-th seed (with ``--seed``, the very same seed: same initialisation stream and
-shuffling order). This module reports, for every model against a baseline (the first by
-default), the mean of the differences run i - baseline run i, how many runs are ahead, and the
+``composer compare A B ... --seeds N`` trains every blueprint N times on one split; run i of
+every model uses seed i (``--seed S``: S + i): the same initialisation stream and shuffling
+order. This module reports, for every model against a baseline (the first by default), the mean
+of the differences run i - baseline run i, how many runs are ahead, and, from 3 pairs on, the
 two-sided paired t-test p-value (``scipy.stats.ttest_rel``; scipy rather than our own t
-distribution). The test rows are the same for every run, so p covers run-to-run (seed) variation
-on this test split, not the sampling of its rows; a small p says the mean difference is unlikely
-to be seed noise, not that it is large, and one table holds many p-values, uncorrected.
+distribution). The test rows are the same for every run, so p covers run-to-run (seed)
+variation on this test split, not the sampling of its rows; a small p says the mean difference
+is unlikely to be seed noise, not that it is large, and one table holds many p-values,
+uncorrected.
 """
 from __future__ import annotations
 
@@ -18,9 +19,13 @@ import numpy as np
 from .metrics import METRICS, Report, as_runs, columns_of, metric_of
 
 
+MIN_PAIRS_FOR_P = 3  # a t-test on 2 pairs has 1 degree of freedom: its p swings wildly
+
+
 def paired_differences(base: Sequence[float | None], other: Sequence[float | None]) -> dict | None:
     """Pairs i where both runs have a value: mean difference other - base, pairs ahead, pairs,
-    and the paired t-test p (None when under 2 pairs or every difference is the same)."""
+    and the paired t-test p (None under ``MIN_PAIRS_FOR_P`` pairs or when every difference is the
+    same)."""
     if len(base) != len(other):
         raise ValueError(f"paired runs: {len(base)} baseline runs against {len(other)}")
     pairs = [(a, b) for a, b in zip(base, other) if a is not None and b is not None]
@@ -29,7 +34,7 @@ def paired_differences(base: Sequence[float | None], other: Sequence[float | Non
     a, b = (np.array(x, dtype=float) for x in zip(*pairs))
     d = b - a
     p = None
-    if len(d) >= 2 and np.ptp(d) > 1e-12:  # equal differences (to rounding): no spread, no test
+    if len(d) >= MIN_PAIRS_FOR_P and np.ptp(d) > 1e-12:  # equal differences (to rounding): no spread, no test
         from scipy.stats import ttest_rel
 
         p = float(ttest_rel(b, a).pvalue)

@@ -19,7 +19,8 @@ import numpy as np
 from .data.preprocess import Preprocessor
 
 RUN_FILES = {"model": "model.keras", "pre": "preprocessing.json", "blueprint": "blueprint.json",
-             "data": "data.json", "plan": "loss_plan.json", "history": "history.csv"}
+             "data": "data.json", "plan": "loss_plan.json", "history": "history.csv",
+             "yaml": "blueprint.yaml", "dot": "blueprint.dot", "svg": "blueprint.svg"}
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Experiment:
     plan: object
     data_name: str
     blueprint_file: str = ""
+    blueprint_text: str = ""  # the blueprint file's text as read when training started
     timings: dict = field(default_factory=dict)
     trainer: object = None
     task_weights: dict = field(default_factory=dict)
@@ -83,9 +85,10 @@ def _label_values(expr, rows) -> np.ndarray:
 
 
 def prepare(blueprint_file: str, data: str | None = None, rows: int | None = None,
-            dataset=None, training: dict | None = None, cluster=None) -> Experiment:
+            dataset=None, training: dict | None = None, cluster=None, sets=None) -> Experiment:
     """Bind, load, fit preprocessing on train, compile. ``dataset`` skips loading (compare);
     ``training`` overrides fields of the blueprint's training section (e.g. from the CLI);
+    ``sets`` (``KEY=VALUE`` texts, ``--set``) override any blueprint setting before validation;
     ``cluster`` (composer.distributed.Cluster) is this process's place in a multi-process run."""
     from .blueprint import load_blueprint
     from .compiler import compile_graph
@@ -95,7 +98,7 @@ def prepare(blueprint_file: str, data: str | None = None, rows: int | None = Non
     from .losses import LossPlan
 
     t0 = time.perf_counter()
-    bp, doc = load_blueprint(blueprint_file, data=data)
+    bp, doc = load_blueprint(blueprint_file, data=data, sets=sets)
     if training:
         bp = bp.model_copy(update={"training": _override(bp, training)})
     parallel = for_training(bp, cluster)  # joins a multi-process run before anything touches a device
@@ -119,8 +122,16 @@ def prepare(blueprint_file: str, data: str | None = None, rows: int | None = Non
                               numeric_edges=pre.numeric_edges())
     plan = LossPlan.from_blueprint(bp)
     exp = Experiment(bp, graph, dataset, pre, model, plan, data_name, blueprint_file, parallel=parallel)
+    exp.blueprint_text = _read_text(blueprint_file)
     exp.timings.update(load_s=t1 - t0, prepare_s=time.perf_counter() - t1)
     return exp
+
+
+def _read_text(file) -> str:
+    try:
+        return Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError, TypeError):
+        return ""
 
 
 def fit_preprocessing(bp, doc, dataset) -> Preprocessor:
@@ -149,7 +160,9 @@ def fit_preprocessing(bp, doc, dataset) -> Preprocessor:
     pre = Preprocessor.fit(dataset.part("train").frame, cats, layout.numeric, min_count=bp.training.min_count,
                            scenario=scenario, **extra)
     if scenario:
-        pre.encode_scenario(dataset.frame[scenario[0]], source=dataset.source)
+        from .data.files import row_locator
+
+        pre.encode_scenario(dataset.frame[scenario[0]], source=dataset.source, locate=row_locator(dataset))
     _check_lengths(bp, doc, dataset)
     return pre
 
@@ -238,7 +251,8 @@ def _callbacks(exp: Experiment, x_valid, y_valid, w_valid):
 
     class ExactValidationAUC(keras.callbacks.Callback):
         """Exact AUC per task on the valid split (keras.metrics.AUC is a 200-threshold
-        approximation), logged as val_auc_<task> and their mean val_auc."""
+        approximation), logged as val_auc_<task> and their mean val_auc; and, from the same
+        predictions, the valid loss (val_loss, val_loss_<task>) whatever the monitor."""
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
@@ -248,17 +262,47 @@ def _callbacks(exp: Experiment, x_valid, y_valid, w_valid):
                 keep = w_valid[task] > 0
                 value = auc(y_valid[task][keep, 0], np.asarray(pred[task])[keep, 0])
                 values.append(float("nan") if value is None else value)
-            values = exp.parallel.agree(values)  # every process stops at the same epoch
+            losses = valid_loss(exp, y_valid, w_valid, pred)
+            agreed = exp.parallel.agree(values + list(losses.values()))  # every process stops at the same epoch
+            values = agreed[:len(values)]
             for task, value in zip(exp.tasks, values):
                 logs[f"val_auc_{task}"] = value
             known = [v for v in values if not np.isnan(v)]
             logs["val_auc"] = float(np.mean(known)) if known else float("nan")
+            logs.update(zip(losses, agreed[len(values):]))
 
     monitor = exp.bp.training.monitor
     return [ExactValidationAUC(),
             keras.callbacks.EarlyStopping(monitor=f"val_{monitor}", mode="min" if monitor == "loss" else "max",
                                           patience=exp.bp.training.patience, restore_best_weights=True,
                                           verbose=0)]
+
+
+def valid_loss(exp: Experiment, y, w, pred) -> dict[str, float]:
+    """The training loss on the valid rows, from predictions already made (no second pass, and
+    no per-replica split of the valid rows, which MirroredStrategy cannot do for an odd count):
+    {"val_loss": fused total, "val_loss_<task>": masked mean BCE of each trained task}. The
+    fusion's current weights (fixed, GradNorm, PE-LTR) or log-variances (uncertainty) and the
+    model's regularization terms count as in training; the means are over the whole split."""
+    import keras
+
+    trainer = exp.trainer
+    eps = keras.config.epsilon()  # Keras's binary cross-entropy clips to [eps, 1 - eps]
+    per_task = {}
+    for task in trainer.tasks:
+        p = np.clip(np.asarray(pred[task], dtype="float64").reshape(-1), eps, 1 - eps)
+        label = np.asarray(y[task], dtype="float64").reshape(-1)
+        weight = np.asarray(w[task], dtype="float64").reshape(-1)
+        bce = -(label * np.log(p) + (1 - label) * np.log(1 - p))
+        per_task[task] = float((bce * weight).sum() / max(weight.sum(), 1.0))
+    losses = np.array(list(per_task.values()))
+    if trainer.fusion == "uncertainty":
+        s = keras.ops.convert_to_numpy(trainer.log_variance).astype("float64")
+        total = float(np.sum(np.exp(-s) * losses + 0.5 * s))
+    else:
+        total = float(np.sum(keras.ops.convert_to_numpy(trainer.task_weights).astype("float64") * losses))
+    total += float(sum(float(keras.ops.convert_to_numpy(term)) for term in trainer.net.losses))
+    return {"val_loss": total, **{f"val_loss_{t}": v for t, v in per_task.items()}}
 
 
 def fit(exp: Experiment, verbose: int = 1, epochs: int | None = None, batch_size: int | None = None):
@@ -284,8 +328,6 @@ def fit(exp: Experiment, verbose: int = 1, epochs: int | None = None, batch_size
     x, y, w = exp.arrays("train")
     xv, yv, wv = exp.arrays("valid")
     data, kwargs = _batches(x, y, w, batch_size, True, training.seed, parallel)
-    if training.monitor == "loss":
-        kwargs["validation_data"], _ = _batches(xv, yv, wv, parallel.round_up(8192), False, 0, parallel)
     if isinstance(data, tuple):
         kwargs.update(x=data[0], y=data[1], sample_weight=data[2])
     else:
@@ -424,6 +466,9 @@ def save_run(exp: Experiment, out_dir: str, history=None, test_report=None) -> P
         "name": exp.data_name, "source": exp.dataset.source, "rows": exp.dataset.counts(),
         "labels": spec.labels, "scenario": spec.scenario, "group": spec.group,
         "timings": exp.timings, "task_weights": exp.task_weights}, indent=2, default=str))
+    if exp.blueprint_text:  # the blueprint as written (blueprint.json is the resolved one)
+        (out / RUN_FILES["yaml"]).write_text(exp.blueprint_text, encoding="utf-8")
+    _save_diagram(exp.graph, out)
     if history is not None:
         import pandas as pd
 
@@ -433,37 +478,85 @@ def save_run(exp: Experiment, out_dir: str, history=None, test_report=None) -> P
     return out
 
 
+def _save_diagram(graph, out: Path) -> None:
+    """blueprint.dot always; blueprint.svg too where Graphviz's ``dot`` is installed (a failed
+    drawing leaves the .dot, which says everything the picture would)."""
+    import subprocess
+
+    from .diagram import has_dot, render
+
+    render(graph, str(out / RUN_FILES["dot"]))
+    if has_dot():
+        try:
+            render(graph, str(out / RUN_FILES["svg"]))
+        except (RuntimeError, OSError, subprocess.CalledProcessError):
+            pass
+
+
 def default_run_dir(bp_name: str, data_name: str) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     safe = os.path.basename(str(data_name)).replace(":", "_").replace(",", "_").replace("=", "-")
     return os.path.join("runs", f"{bp_name}-{safe}-{stamp}")
 
 
-def load_run(run_dir: str, data: str | None = None, rows: int | None = None) -> Experiment:
-    """Reload a run folder: the saved model, its preprocessing and its resolved blueprint."""
+def load_run(run_dir: str, data: str | None = None, rows: int | None = None, *,
+             with_data: bool = True) -> Experiment:
+    """Reload a run folder: the saved model, its preprocessing and its resolved blueprint, and
+    its dataset (``data`` instead, when given) unless ``with_data`` is False (predicting new
+    rows reads none). A missing folder or file, or a file that does not read, is a
+    BlueprintError naming it."""
     from . import load_model
     from .blueprint.schema import blueprint_model
     from .data.registry import load
     from .graph import build_graph
     from .losses import LossPlan
 
-    run = Path(run_dir)
-    missing = [f for f in ("model", "pre", "blueprint", "data") if not (run / RUN_FILES[f]).exists()]
-    if missing:
-        from .blueprint.errors import BlueprintError, Location
-
-        raise BlueprintError(f"not a run folder: {', '.join(RUN_FILES[m] for m in missing)} missing",
-                             location=Location(str(run)), hint="pass the folder `composer train` wrote")
-    bp = blueprint_model().model_validate(json.loads((run / RUN_FILES["blueprint"]).read_text()))
-    meta = json.loads((run / RUN_FILES["data"]).read_text())
-    data_name = data or meta["name"]
-    pre = Preprocessor.load(str(run / RUN_FILES["pre"]))
+    run = check_run_folder(run_dir)
+    bp = _run_file(run, "blueprint", lambda p: blueprint_model().model_validate(json.loads(p.read_text())))
+    meta = _run_file(run, "data", lambda p: dict(json.loads(p.read_text())))
+    data_name = data or meta.get("name")
+    pre = _run_file(run, "pre", lambda p: Preprocessor.load(str(p)))
     graph = build_graph(bp, None, vocab_sizes=pre.vocab_sizes())
+    if not with_data:
+        model = _run_file(run, "model", lambda p: load_model(str(p)))
+        return Experiment(bp, graph, None, pre, model, LossPlan.from_blueprint(bp), data_name)
     if bp.training.stream:
         from .data.streaming import open_stream
 
         dataset = open_stream(data_name, rows=rows, chunk_rows=bp.training.chunk_rows)
     else:
         dataset = load(data_name, rows=rows)
-    model = load_model(str(run / RUN_FILES["model"]))
+    model = _run_file(run, "model", lambda p: load_model(str(p)))
     return Experiment(bp, graph, dataset, pre, model, LossPlan.from_blueprint(bp), data_name)
+
+
+def check_run_folder(run_dir) -> Path:
+    """The run folder, if it holds every file ``load_run`` reads (nothing is loaded: no Keras)."""
+    from .blueprint.errors import BlueprintError, Location
+
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise BlueprintError("no such run folder" if not run.exists() else "not a folder", location=Location(str(run)),
+                             hint="pass the folder `composer train` wrote (runs/NAME-DATA-TIME, or its --out)")
+    missing = [f for f in ("model", "pre", "blueprint", "data") if not (run / RUN_FILES[f]).exists()]
+    if missing:
+        raise BlueprintError(f"not a run folder: {', '.join(RUN_FILES[m] for m in missing)} missing",
+                             location=Location(str(run)), hint="pass the folder `composer train` wrote")
+    return run
+
+
+def _run_file(run: Path, key: str, read):
+    """``read(path)`` of one file of a run folder; one that does not read (truncated, edited,
+    written by another version) is a located error rather than a traceback."""
+    import zipfile
+
+    path = run / RUN_FILES[key]
+    try:
+        return read(path)
+    except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as exc:
+        from .blueprint.errors import BlueprintError, Location
+
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise BlueprintError(f"damaged run folder: {path.name} does not read ({type(exc).__name__}"
+                             + (f": {reason})" if reason else ")"), location=Location(str(path)),
+                             hint="restore the file or train again (composer train writes it)") from None

@@ -31,8 +31,11 @@ CASES = {
     "no features": ("source: clicks.csv\nlabels: {click: click}\n", None),
     "scenario not categorical": ([("group: user_id", "scenario: tab\ngroup: user_id")], None),
     "scenario_values alone": ([("group: user_id", "scenario_values: [home, search]\ngroup: user_id")], None),
-    "scenario_values numbers": ([("group: user_id", "scenario: category\nscenario_values: [1, 2]\ngroup: user_id")],
-                                None),
+    "scenario_values booleans": ([("group: user_id", "scenario: category\nscenario_values: [yes, 2]\ngroup: user_id")],
+                                 None),
+    "scenario outside scenario_values": ([("group: user_id", "scenario: category\nscenario_values: [shoes, hats]\n"
+                                           "group: user_id")], []),
+    "dates declared numeric": ([("numeric: [price]", "numeric: [price, ts]")], []),
     "two split modes": ([(SPLIT, "split: {time: ts, hash: user_id}")], None),
     "no split mode": ([(SPLIT, "split: {valid: 0.2}")], None),
     "split key of another mode": ([(SPLIT, "split: {hash: user_id, valid_from: 2024-05-03}")], None),

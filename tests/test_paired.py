@@ -135,7 +135,8 @@ def test_compare_leaves_out_the_planted_row_when_blueprints_predict_different_ta
                           .replace("name: shared_bottom", "name: click_only")
                           .replace("tasks: from_data", "tasks: [{name: click}]"))
     args = ["--data", "synthetic-mtl:rows=3000", "--epochs", "1"]
-    assert main(["compare", str(ROOT / "blueprints/mmoe.yaml"), *args]) == 0
+    assert main(["compare", str(ROOT / "blueprints/mmoe.yaml"), *args, "--out", str(tmp_path / "a")]) == 0
     assert "(planted truth)" in capsys.readouterr().out
-    assert main(["compare", str(ROOT / "blueprints/mmoe.yaml"), str(click_only), *args]) == 0
+    assert main(["compare", str(ROOT / "blueprints/mmoe.yaml"), str(click_only), *args,
+                 "--out", str(tmp_path / "b")]) == 0
     assert "(planted truth)" not in capsys.readouterr().out

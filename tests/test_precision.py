@@ -87,7 +87,8 @@ def test_mixed_model_reloads_with_every_sublayer_policy_and_identical_prediction
     (which is float32): otherwise a reloaded mixed model computes in other dtypes."""
     from composer import load_model
 
-    data = "synthetic-msl:rows=2000" if name in ("pepnet", "m2m", "star") else DATA
+    data = ("synthetic-msl:rows=2000" if name in ("pepnet", "star") else
+            "kuairand-pure:rows=2000" if name == "m2m" else DATA)
     exp = training.prepare(str(ROOT / "blueprints" / f"{name}.yaml"), data=data,
                            training={"precision": "mixed_bfloat16"})
     x, _, _ = exp.arrays("test")

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from composer import training
-from composer.data import registry
+from composer.data import files, registry
 from composer.data.errors import DataError
 from composer.data.preprocess import Preprocessor
 from composer.data.streaming import Moments, StreamFit, open_stream
@@ -306,7 +306,7 @@ def test_scenario_values_are_checked_in_every_split(tmp_path):
     whole = registry.load(spec)
     pre = Preprocessor.fit(whole.part("train").frame, ["cat"], [], scenario=scenario)
     with pytest.raises(DataError) as expected:
-        pre.encode_scenario(whole.frame["cat"], source=whole.source)
+        pre.encode_scenario(whole.frame["cat"], source=whole.source, locate=files.row_locator(whole))
     data = open_stream(spec, chunk_rows=100)
     with pytest.raises(DataError) as got:
         data.fit_preprocessor(["cat"], [], scenario=scenario)

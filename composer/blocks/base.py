@@ -41,6 +41,11 @@ class Block(BaseModel):
     for_each: Literal["task", "scenario"] | None = Field(
         None, description="Stamp one copy per task (or scenario); `{task}` (`{scenario}`) in "
         "references is replaced by each name.")
+    tasks: list[str] | None = Field(
+        None, min_length=1, description="Only these tasks (default: every task): the copies "
+        "`for_each: task` stamps, or the per-task branches and ports of `shared_bottom`, `omoe`, "
+        "`mmoe`, `cgc` and `ple`. ESMM on a PLE: `tasks: [ctr, cvr]`, so the chained CTCVR grows "
+        "no expert branch that no output reads.")
 
     refs: ClassVar[tuple[str, ...]] = ()  # fields holding references to other blocks
     # fields whose inputs (partly) get no gradient back -> the edge label; drawn dashed
@@ -50,10 +55,16 @@ class Block(BaseModel):
     family: ClassVar[str] = ""
     reads_features: ClassVar[bool] = False  # reads the input stage (drawn from the features node)
     feature_field: ClassVar[str] = "group"  # the field naming what it reads there
+    takes_tasks: ClassVar[bool] = False  # a composite whose per-task ports honour `tasks`
 
     # -- the graph side (pure Python) ------------------------------------------------------
     def references(self) -> dict[str, str | list[str] | dict[str, str]]:
         return {name: getattr(self, name) for name in self.refs if getattr(self, name) is not None}
+
+    def task_names(self, ctx) -> list[str]:
+        """The tasks this block covers, in the blueprint's order."""
+        every = ctx.blueprint.task_names
+        return every if self.tasks is None else [t for t in every if t in self.tasks]
 
     def infer(self, inputs: dict[str, Any], ctx) -> Out:
         """Shape rule: input ``Out``s by field name -> this block's ``Out``."""

@@ -140,11 +140,15 @@ class Mixture(Block):
 
 
 class _Composite(Block):
+    """Every expert composite expands per task over ``tasks`` when given (a chain's task, which
+    reads other tasks' towers, gets no branch), over every task otherwise."""
+
     composite = True
+    takes_tasks = True
     family = "experts"
 
     def _no_task_named(self, ctx, reserved: str):
-        if reserved in ctx.blueprint.task_names:
+        if reserved in self.task_names(ctx):
             raise ShapeError(f"a task named '{reserved}' clashes with this block's '{reserved}' port",
                              hint="rename the task")
 
@@ -184,7 +188,7 @@ class SharedBottom(_Composite):
     def expand(self, name, ctx):
         bottom = Mlp(input=self.input, units=self.units, activation=self.activation,
                      dropout=self.dropout, batch_norm=self.batch_norm)
-        return {f"{name}/bottom": bottom}, {t: f"{name}/bottom" for t in ctx.blueprint.task_names}
+        return {f"{name}/bottom": bottom}, {t: f"{name}/bottom" for t in self.task_names(ctx)}
 
     def label(self) -> str:
         return f"units={self.units}"
@@ -204,7 +208,7 @@ class Omoe(_ExpertOptions):
             f"{name}/gate": self._gate(self.input, self.experts),
             f"{name}/mix": Mixture(weights=f"{name}/gate", experts=[f"{name}/experts"]),
         }
-        return blocks, {t: f"{name}/mix" for t in ctx.blueprint.task_names}
+        return blocks, {t: f"{name}/mix" for t in self.task_names(ctx)}
 
     def label(self) -> str:
         return f"K={self.experts}, units={self.units}"
@@ -219,11 +223,12 @@ class Mmoe(_ExpertOptions):
     paper = "Ma et al., Modeling Task Relationships in Multi-task Learning with MMoE, KDD 2018"
 
     def expand(self, name, ctx):
+        tasks = self.task_names(ctx)
         blocks = {f"{name}/experts": self._pool(self.input, self.experts)}
-        for t in ctx.blueprint.task_names:
+        for t in tasks:
             blocks[f"{name}/gate.{t}"] = self._gate(self.input, self.experts)
             blocks[f"{name}/mix.{t}"] = Mixture(weights=f"{name}/gate.{t}", experts=[f"{name}/experts"])
-        return blocks, {t: f"{name}/mix.{t}" for t in ctx.blueprint.task_names}
+        return blocks, {t: f"{name}/mix.{t}" for t in tasks}
 
     def label(self) -> str:
         return f"K={self.experts}, units={self.units}"
@@ -243,7 +248,7 @@ class Cgc(_CgcOptions):
     """Customized Gate Control: shared experts plus experts per task; task t's gate weighs only
     [shared experts, task t's experts]. With ``shared_gate`` a gate over all experts also gives a
     ``shared`` port, the shared input of a next level (as inside PLE).
-    Ports: one per task, plus ``shared`` when ``shared_gate`` is on."""
+    Ports: one per task (of ``tasks``), plus ``shared`` when ``shared_gate`` is on."""
 
     type: Literal["cgc"] = "cgc"
     task_input: str | None = Field(
@@ -251,7 +256,7 @@ class Cgc(_CgcOptions):
     shared_gate: bool = Field(False, description="Also mix all experts into a `shared` port.")
 
     def expand(self, name, ctx):
-        tasks = ctx.blueprint.task_names
+        tasks = self.task_names(ctx)
         if self.shared_gate:
             self._no_task_named(ctx, "shared")
         m, n = self.shared_experts, self.task_experts
@@ -275,7 +280,8 @@ class Cgc(_CgcOptions):
 class Ple(_CgcOptions):
     """Progressive Layered Extraction: ``levels`` CGC levels; every level but the last has a
     shared gate over all experts whose output is the next level's shared input, and task t's
-    next input is its own output of this level. Ports: one per task."""
+    next input is its own output of this level; ``tasks`` applies to every level. Ports: one per
+    task (of ``tasks``)."""
 
     type: Literal["ple"] = "ple"
     levels: int = Field(2, ge=1, le=16, description="Number of stacked CGC levels.")
@@ -290,8 +296,8 @@ class Ple(_CgcOptions):
                 shared_gate=i < self.levels, shared_experts=self.shared_experts,
                 task_experts=self.task_experts, units=self.units, activation=self.activation,
                 dropout=self.dropout, gate_hidden=self.gate_hidden, temperature=self.temperature,
-                implementation=self.implementation)
-        return blocks, {t: f"{name}/level{self.levels}.{t}" for t in ctx.blueprint.task_names}
+                implementation=self.implementation, tasks=self.tasks)
+        return blocks, {t: f"{name}/level{self.levels}.{t}" for t in self.task_names(ctx)}
 
     def label(self) -> str:
         return f"levels={self.levels}, " + super().label()

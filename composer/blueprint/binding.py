@@ -158,7 +158,8 @@ def _scenarios(bp, spec, err):
         if not spec.scenario_values:
             err(("scenarios",), f"dataset '{spec.name}' does not declare the values of its scenario "
                 f"column '{spec.scenario}'",
-                f"write scenarios: {{feature: {spec.scenario}, values: [...]}} (ids follow their order)")
+                f"write scenarios: {{feature: {spec.scenario}, values: [...]}} (ids follow their order), or, "
+                f"for a data YAML, declare them there: scenario_values: [...] beside scenario: {spec.scenario}")
             return None
         return Scenarios(feature=spec.scenario, values=list(spec.scenario_values))
     if sc.values is not None and sc.count is not None:
@@ -168,7 +169,9 @@ def _scenarios(bp, spec, err):
         if spec is not None and spec.scenario == sc.feature and spec.scenario_values:
             return sc.model_copy(update={"values": list(spec.scenario_values)})
         err(("scenarios",), "the scenarios need their values or their count",
-            "add values: [...] (in id order) or count: N (values 0..N-1)")
+            "add values: [...] (in id order) or count: N (values 0..N-1)"
+            + (f", or declare them in the data YAML: scenario_values: [...] beside scenario: {sc.feature}"
+               if spec is not None and spec.scenario == sc.feature else ""))
     elif sc.values is not None and len(set(sc.values)) != len(sc.values):
         dup = next(v for v in sc.values if sc.values.count(v) > 1)
         err(("scenarios", "values"), f"scenario value '{dup}' is listed twice", "list each value once")

@@ -10,13 +10,16 @@ from .loader import Document, load_file, load_text, path_text
 from .schema import blueprint_model
 
 
-def load_blueprint(file: str, data: str | None = None):
+def load_blueprint(file: str, data: str | None = None, sets=None):
     """Load, schema-check, bind to its dataset and cross-check a blueprint file.
 
-    ``data`` (a dataset name or data YAML path) overrides the blueprint's ``data:``.
+    ``data`` (a dataset name or data YAML path) overrides the blueprint's ``data:``; ``sets``
+    (``KEY=VALUE`` texts, ``--set``) override any setting before the checks.
     Returns (Blueprint, Document); the Blueprint's features, tasks and outputs are concrete.
     """
-    return check_document(load_file(file), data)
+    from .overrides import apply_overrides
+
+    return check_document(apply_overrides(load_file(file), sets, blueprint_model()), data)
 
 
 def load_blueprint_text(text: str, file: str = "<string>", data: str | None = None):
@@ -266,9 +269,12 @@ def _cross_check(bp, doc: Document):
     features = [f.name for f in bp.features]
     yield from _check_features(list(bp.features), err)
     for gname, members in bp.groups.items():
-        for i, member in enumerate(members):
+        written = (doc.data.get("groups") or {}).get(gname) if isinstance(doc.data, dict) else None
+        for member in members:
             if member not in features:
-                yield err(("groups", gname, i), f"unknown feature '{member}'",
+                # the index as written: '*' has expanded into many members before this check
+                i = written.index(member) if isinstance(written, list) and member in written else None
+                yield err(("groups", gname) + ((i,) if i is not None else ()), f"unknown feature '{member}'",
                           did_you_mean(member, features, what="features"))
         if not members:
             yield err(("groups", gname), "a group needs at least one feature")
@@ -322,6 +328,26 @@ def _cross_check(bp, doc: Document):
         if block.composite and block.for_each:
             yield err(("blocks", name, "for_each"), f"'{block.type}' is composite and stamps per task itself",
                       "remove for_each")
+        if block.tasks is not None:
+            yield from _check_block_tasks(name, block, tasks, err)
+
+
+def _check_block_tasks(name, block, tasks, err):
+    """``tasks`` names the blueprint's tasks, once each, on a block that stamps or expands per task."""
+    if not (block.for_each == "task" or (block.composite and block.takes_tasks)):
+        what = (f"'{block.type}' does not take a task subset" if block.composite
+                else "tasks is for a block with for_each: task or a composite with per-task ports")
+        yield err(("blocks", name, "tasks"), what, "remove tasks" if block.composite or block.for_each
+                  else "add for_each: task, or remove tasks", at_key=True)
+        return
+    seen = set()
+    for i, task in enumerate(block.tasks):
+        if task not in tasks:
+            yield err(("blocks", name, "tasks", i), f"'{task}' is not a task",
+                      did_you_mean(task, tasks, what="tasks"))
+        elif task in seen:
+            yield err(("blocks", name, "tasks", i), f"task '{task}' is listed twice")
+        seen.add(task)
 
 
 def expression_position(doc: Document, path: tuple) -> tuple[str, int | None, int | None]:
@@ -331,6 +357,8 @@ def expression_position(doc: Document, path: tuple) -> tuple[str, int | None, in
         return "<blueprint>", None, None
     loc = doc.location(path)
     col = loc.column
+    if loc.line is None:  # a --set value: no place in the file
+        return loc.file, None, None
     try:
         with open(doc.file, encoding="utf-8") as fh:
             line_text = fh.read().splitlines()[loc.line - 1]

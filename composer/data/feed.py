@@ -269,10 +269,7 @@ def fit_streaming(exp, verbose: int = 1, epochs: int | None = None, batch_size: 
     x_valid = StreamBatches(lambda: packed(exp, "valid", targets=False), counts["valid"], 8192)
     feeds = [train, x_valid]
     y_valid, w_valid = targets(exp, "valid")
-    kwargs = {}
-    if training.monitor == "loss":
-        feeds.append(StreamBatches(lambda: packed(exp, "valid"), counts["valid"], 8192))
-        kwargs["validation_data"] = feeds[-1]
+    kwargs = {}  # the valid loss comes from the callback's predictions (training.valid_loss)
     t0 = time.perf_counter()
     try:
         history = trainer.fit(train, epochs=epochs or training.epochs, verbose=verbose, shuffle=False,

@@ -26,9 +26,10 @@ import datetime as dt
 import os
 import re
 from pathlib import Path
-from typing import Literal, Union
+from typing import Annotated, Literal, Union
 
-from pydantic import Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from ..blueprint.errors import BlueprintError
 from ..blueprint.schema import Strict
@@ -86,6 +87,17 @@ class CountSection(Strict):
                                "PREFIX_LABEL_rate (default: the key).")
 
 
+def _not_boolean(value):
+    # YAML reads yes/no/true/false as booleans: never what a scenario column holds
+    if isinstance(value, bool):
+        raise PydanticCustomError("scenario_value", "expected text or a number (YAML reads yes, no, true and "
+                                  "false as booleans: quote them)")
+    return value
+
+
+ScenarioValue = Annotated[Union[str, int, float], BeforeValidator(_not_boolean)]
+
+
 class DataFile(Strict):
     """A data YAML: one table file and the role of its columns."""
 
@@ -96,9 +108,10 @@ class DataFile(Strict):
     numeric: list[str] = Field(default_factory=list, description="Float columns.")
     labels: dict[str, str] = Field(min_length=1, description="Task name -> its 0/1 label column.")
     scenario: str | None = Field(None, description="A categorical column whose value is the scenario.")
-    scenario_values: list[str] | None = Field(
-        None, min_length=2, description="The scenario values in id order; lets blueprints say "
-        "`scenarios: from_data`. A row with another value is an error.")
+    scenario_values: list[ScenarioValue] | None = Field(
+        None, min_length=2, description="The scenario values in id order (text or numbers: 1 and "
+        "'1' are the same value); lets blueprints say `scenarios: from_data`. A row with another "
+        "value is an error, whether or not the blueprint routes by scenario.")
     group: str | None = Field(None, description="GAUC group column (e.g. a user id).")
     split: SplitSection = Field(default_factory=SplitSection, description="How rows are split.")
     missing_labels: Literal["error", "mask"] = Field(
@@ -115,6 +128,16 @@ class DataFile(Strict):
     counts: list[CountSection] = Field(default_factory=list, description="Point-in-time counts and rates.")
     outcomes: dict[str, str] = Field(default_factory=dict, description="Columns known only after the "
                                      "event (play time, dwell): column -> why; refused as features.")
+
+
+    @field_validator("scenario_values")
+    @classmethod
+    def _as_text(cls, values):
+        """Scenario values as the data's cells read as text: 2 and 2.0 are '2' (``as_text``)."""
+        if values is None:
+            return None
+        return [v if isinstance(v, str) else str(int(v)) if float(v).is_integer() else repr(float(v))
+                for v in values]
 
 
 def is_data_yaml(name: str) -> bool:
@@ -193,6 +216,11 @@ def _cross_check(m: DataFile, doc):
     if m.scenario_values is not None and m.scenario is None:
         yield err(("scenario_values",), "scenario_values without a scenario column",
                   "add 'scenario: COLUMN'", key="scenario_values")
+    if m.scenario_values is not None:
+        twice = [v for i, v in enumerate(m.scenario_values) if v in m.scenario_values[:i]]
+        if twice:
+            yield err(("scenario_values",), f"scenario value '{twice[0]}' is listed twice (1 and '1' are one "
+                      "value)", "list each value once; their order gives the scenario ids", key="scenario_values")
     if m.scenario is not None and m.scenario not in m.categorical:
         yield err(("scenario",), f"scenario column '{m.scenario}' is not a categorical feature",
                   "list it under 'categorical:' too", key=m.scenario)
@@ -292,8 +320,43 @@ def load(file: str, rows: int | None = None) -> Dataset:
         raise
     table.require(declared, lambda col: doc.location(declared[col]))
     frame, split, rule = convert(table, m, doc)
+    if m.scenario_values is not None:  # the data YAML's own set, whether a blueprint routes by it or not
+        check_scenario_values(frame[m.scenario], m, doc, table.location, table.where)
     return Dataset(_spec(m, file), frame, split, source=str(source),
-                   meta={"split": rule, "missing_labels": m.missing_labels, "yaml": str(file)})
+                   meta={"split": rule, "missing_labels": m.missing_labels, "yaml": str(file),
+                         "table": {"file": str(source), "kind": table.kind, "delimiter": table.delimiter}})
+
+
+def check_scenario_values(values, m: DataFile, doc, location, where) -> None:
+    """Every row's scenario is one of the data YAML's ``scenario_values``; else the error names
+    the values outside it, their rows and the first one's line (``location(row)``)."""
+    import numpy as np
+    import pandas as pd
+
+    from .preprocess import as_text, scenario_error
+
+    text = as_text(values)
+    bad = pd.Index(m.scenario_values, dtype="string").get_indexer(text) < 0
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        counts = text[bad].fillna("<missing>").value_counts()
+        raise scenario_error(m.scenario, m.scenario_values, counts, location(first), where(first),
+                             scenario_values_hint(doc))
+
+
+def scenario_values_hint(doc) -> str:
+    return f"fix the data, or add the value to scenario_values ({doc.location(('scenario_values',))})"
+
+
+def row_locator(dataset):
+    """``locate(row) -> (Location, 'line 7')`` for the rows of a dataset read from one data YAML
+    file (rows in file order); None for other datasets."""
+    table = getattr(dataset, "meta", {}).get("table")
+    if not table:
+        return None
+    from .tables import locate_row
+
+    return lambda row: locate_row(table["file"], table["kind"], table["delimiter"], row)
 
 
 def source_path(m: DataFile, file: str) -> Path:
@@ -496,6 +559,14 @@ def _time_split(table, s: SplitSection, doc):
     col = s.time
     numeric = all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in (s.valid_from, s.test_from))
     if numeric:
+        from .tables import _is_time, _looks_like_time
+
+        raw = table.frame[col]
+        present = raw.dropna()
+        if _is_time(raw) or (len(present) and _looks_like_time(present.iloc[0])):
+            raise DataError(f"'{col}' holds dates or times but valid_from / test_from are numbers",
+                            location=doc.location(("split", "valid_from")), key=col,
+                            hint="give valid_from and test_from as dates (YYYY-MM-DD or YYYY-MM-DD HH:MM:SS)")
         t = table.numeric(col).to_numpy(dtype="float64")
         lo, hi = float(s.valid_from), float(s.test_from)
         absent = np.isnan(t)

@@ -114,11 +114,14 @@ class Options:
 
     histories: int = 1  # 0: no history lists, no point-in-time counts
     merge_tabs: int = 0  # tabs with fewer train rows than this become one scenario value "small"
+    rows: int = 0  # > 0: about this many rows, whole users kept (by md5 of the user id); 0: all
 
     def check(self) -> "Options":
         problems = []
         if self.histories not in (0, 1):
             problems.append(("histories", f"must be 0 or 1, got {self.histories}"))
+        if self.rows < 0:
+            problems.append(("rows", f"must be >= 0 (0: every row), got {self.rows}"))
         if self.merge_tabs < 0:
             problems.append(("merge_tabs", f"must be >= 0 (0: no merge), got {self.merge_tabs}"))
         if problems:
@@ -399,6 +402,17 @@ def _histories(frame, directory: Path, video_author):
     return pd.concat([pd.DataFrame(cols, index=frame.index), *counts], axis=1)
 
 
+def _user_sample(user_ids: np.ndarray, share: float) -> np.ndarray:
+    """Rows of the users whose md5 bucket u = int(md5(id)[:8], 16) / 16**8 is below ``share``:
+    a reproducible sample of whole users (each kept user's every row, so their histories and the
+    date split stay as they are; the items' counts still come from every user's rows)."""
+    import hashlib
+
+    uniques, inverse = np.unique(user_ids, return_inverse=True)
+    u = np.array([int(hashlib.md5(str(v).encode()).hexdigest()[:8], 16) / 16.0**8 for v in uniques])
+    return (u < share)[inverse]
+
+
 def load(name: str = NAME, rows: int | None = None) -> Dataset:
     """Read the logs (the first ``rows`` rows when given: a quick look, same rules), join the
     side features, build the histories; every column of the spec, one row per impression."""
@@ -456,6 +470,9 @@ def load(name: str = NAME, rows: int | None = None) -> Dataset:
         frame = pd.concat([frame, _histories(keys, directory, authors)], axis=1)
     columns = list(spec.features) + [c for c in spec.labels.values() if c not in spec.features]
     frame = frame[columns]
+    if options.rows:  # a smaller dataset with the same rules: whole users, histories and splits intact
+        keep = _user_sample(ids["user_id"], options.rows / max(len(frame), 1))
+        frame, split = frame.loc[keep].reset_index(drop=True), split[keep]
     meta = {"split": "by date: train 20220425..20220504, valid 20220505..20220506, test 20220507..20220508",
             "logs": [path for _, path in starts], "rows": rows}
     source = ", ".join([p for _, p in starts] + [user_path, video_path])

@@ -49,6 +49,20 @@ def quantile_edges(values: np.ndarray, buckets: int) -> list[float]:
     return [float(e) for e in np.unique(edges)]
 
 
+def scenario_error(column: str, declared, counts: pd.Series, location, where: str, hint: str | None = None):
+    """The error for rows whose scenario is not declared: the values and their row counts, and
+    where the first such row is (``location``: the file and, for a CSV, the line; ``where``
+    says 'row 6' where there is no line)."""
+    from .errors import DataError
+
+    shown = ", ".join(f"'{v}' ({n} row{'s' if n != 1 else ''})" for v, n in list(counts.items())[:5])
+    at = "" if location is not None and location.line is not None else f" (the first in {where})"
+    return DataError(f"{int(counts.sum())} rows have a scenario value outside the declared set: {shown}{at}",
+                     key=column, location=location,
+                     hint=f"declared: {', '.join(declared)}; " + (hint or "fix the data, or add the value to "
+                     "the scenario values (the blueprint's scenarios: values, or scenario_values in the data YAML)"))
+
+
 def as_text(values: pd.Series) -> pd.Series:
     """Categorical values as strings, ints and int-valued floats alike ('3', never '3.0');
     missing stays missing."""
@@ -166,25 +180,26 @@ class Preprocessor:
             out["scenario"] = self.encode_scenario(frame[layout.scenario]).reshape(-1, 1)
         return out
 
-    def encode_scenario(self, values: pd.Series, source: str = "") -> np.ndarray:
+    def encode_scenario(self, values: pd.Series, source: str = "", locate=None) -> np.ndarray:
         """Scenario ids 0..S-1 in the declared order. A value outside the declared set (or a
-        missing one) is an error naming the values and how many rows carry them, never an
-        out-of-vocabulary bucket: routing a row to another scenario's parameters would be silent."""
+        missing one) is an error naming the values, how many rows carry them and where the first
+        is (``locate(row)`` -> (Location, 'line 7'), e.g. the file line of a data YAML's row),
+        never an out-of-vocabulary bucket: routing a row to another scenario's parameters would
+        be silent."""
         column, declared = self.scenario["column"], self.scenario["values"]
         text = as_text(values)
         codes = pd.Index(declared, dtype="string").get_indexer(text)
         bad = codes < 0
         if bad.any():
-            from .errors import DataError, Location
+            from .errors import Location
 
             counts = text[bad].fillna("<missing>").value_counts()
-            shown = ", ".join(f"'{v}' ({n} rows)" for v, n in list(counts.items())[:5])
             first = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{int(bad.sum())} rows have a scenario value outside the declared set: "
-                            f"{shown}; first at data row {first}", key=column,
-                            location=Location(source) if source else None,
-                            hint=f"declared: {', '.join(declared)}; fix the data or list the value "
-                            "under scenarios: values")
+            if locate is not None:
+                location, where = locate(first)
+            else:
+                location, where = (Location(source) if source else None), f"row {first + 1} of the data"
+            raise scenario_error(column, declared, counts, location, where)
         return codes.astype("int32")
 
     def oov_rate(self, frame: pd.DataFrame) -> dict[str, float]:

@@ -32,8 +32,8 @@ import pandas as pd
 
 from .dataset import SPLITS
 from .errors import DataError, Location
-from .tables import (Table, _check_header, _open_text, _read_error, _scan_line_numbers, check_path,
-                     check_unique_columns)
+from .tables import (TRAILING, Table, _open_text, _read_error, _scan_line_numbers, check_path,
+                     check_trailing, check_unique_columns, locate_row, row_shape)
 
 ROW = "_row"  # the cache's column holding each row's 0-based position in the file
 MAX_BLOCK_BYTES = 8 << 20  # a CSV chunk's text; transient memory is about 15 times this
@@ -96,7 +96,9 @@ def _first_record(reader) -> list[str] | None:
     return header
 
 
-def _csv_header(path: str, delimiter: str) -> list[str]:
+def _csv_header(path: str, delimiter: str) -> tuple[list[str], bool]:
+    """The column names and whether every row ends with the delimiter (``tables.row_shape``, as
+    the in-memory path reads them)."""
     try:
         with _open_text(path) as fh:
             reader = csv.reader(fh, delimiter=delimiter)
@@ -106,8 +108,7 @@ def _csv_header(path: str, delimiter: str) -> list[str]:
     if not header:
         raise DataError("file is empty", location=Location(path, 1),
                         hint="a data file starts with a header line naming its columns, then one row per line")
-    _check_header(path, header)
-    return header
+    return row_shape(path, delimiter, header)
 
 
 def _block_size(path: str, chunk_rows: int) -> int:
@@ -227,10 +228,12 @@ def _arrow_error(path: str, delimiter: str, exc: Exception) -> Exception:
     return DataError(f"not a readable CSV file: {text}", location=Location(path))
 
 
-def _csv_chunks(path, m, header, chunk_rows, rows, typed_numbers):
+def _csv_chunks(path, m, header, chunk_rows, rows, typed_numbers, trailing=False):
     """ChunkTables of a CSV file: the declared columns, every one read as text except numeric
     features, labels and a numeric time column, which pyarrow reads as float64 when
-    ``typed_numbers`` (a cell it cannot read raises ``_TypedNumbersFailed``)."""
+    ``typed_numbers`` (a cell it cannot read raises ``_TypedNumbersFailed``). With ``trailing``
+    every row ends with the delimiter: the empty field after the last column is read, checked
+    empty and dropped (``tables.check_trailing`` reports a row that breaks the rule)."""
     import gzip
 
     import pyarrow as pa
@@ -240,7 +243,7 @@ def _csv_chunks(path, m, header, chunk_rows, rows, typed_numbers):
 
     delimiter = files.delimiter(m, Path(path))
     declared = files._declarations(m)
-    wanted = [c for c in header if c in declared]
+    wanted = [c for c in header if c in declared] + ([TRAILING] if trailing else [])
     types = {c: pa.string() for c in wanted}
     time_as_dates = files.split_mode(m) == "time" and not all(
         isinstance(b, (int, float)) and not isinstance(b, bool) for b in (m.split.valid_from, m.split.test_from))
@@ -251,7 +254,8 @@ def _csv_chunks(path, m, header, chunk_rows, rows, typed_numbers):
     whole_row = files.whole_row_hash(m)
     block = _block_size(path, chunk_rows)
     options = dict(
-        read_options=pacsv.ReadOptions(column_names=header, block_size=max(block // 2, 1 << 16)),
+        read_options=pacsv.ReadOptions(column_names=header + ([TRAILING] if trailing else []),
+                                       block_size=max(block // 2, 1 << 16)),
         parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(column_types=types, include_columns=wanted,
                                              null_values=list(m.missing_values), strings_can_be_null=True,
@@ -264,12 +268,19 @@ def _csv_chunks(path, m, header, chunk_rows, rows, typed_numbers):
             try:
                 batch = pacsv.read_csv(pa.py_buffer(chunk), **options)
             except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                raise _arrow_error(path, delimiter, exc) from None
+                error = _arrow_error(path, delimiter, exc)
+                if trailing and not isinstance(error, _TypedNumbersFailed):
+                    check_trailing(path, delimiter, header)  # its words for a row that breaks the rule
+                raise error from None
             if rows is not None and offset + batch.num_rows > rows:
                 batch = batch.slice(0, rows - offset)
             if batch.num_rows == 0:
                 continue
             frame = batch.to_pandas()
+            if trailing:
+                after = frame.pop(TRAILING)
+                if (after.notna() & after.ne("")).any():
+                    check_trailing(path, delimiter, header)
             table = ChunkTable(frame, path, header, "csv", delimiter, offset=offset)
             if whole_row:
                 numbered = _numbered_lines(chunk, first_line)
@@ -409,6 +420,7 @@ class StreamingDataset:
         self.spec = files._spec(m, yaml_file)
         source = files.source_path(m, yaml_file)
         self.source = str(source)
+        self.meta_delimiter = files.delimiter(m, source)
         self.chunk_rows = int(chunk_rows)
         try:
             self.kind = check_path(self.source)
@@ -433,12 +445,14 @@ class StreamingDataset:
 
         declared = files._declarations(m)
         if self.kind == "csv":
-            header = _csv_header(self.source, files.delimiter(m, Path(self.source)))
+            header, trailing = _csv_header(self.source, files.delimiter(m, Path(self.source)))
             _require(self.source, header, "csv", declared, doc)
             try:
-                return self._write(_csv_chunks(self.source, m, header, self.chunk_rows, rows, True), m, doc)
+                return self._write(_csv_chunks(self.source, m, header, self.chunk_rows, rows, True, trailing),
+                                   m, doc)
             except _TypedNumbersFailed:  # read as text, so the bad cell is reported as in memory
-                return self._write(_csv_chunks(self.source, m, header, self.chunk_rows, rows, False), m, doc)
+                return self._write(_csv_chunks(self.source, m, header, self.chunk_rows, rows, False, trailing),
+                                   m, doc)
         chunks = _parquet_chunks(self.source, m, self.chunk_rows, rows)
         first = next(chunks, None)
         if first is not None:
@@ -465,10 +479,16 @@ class StreamingDataset:
             writers[name].write_table(pa.concat_tables(pending[name]).combine_chunks())
             pending[name] = []
 
+        scenarios = None
+        if m.scenario_values is not None:  # the data YAML's own set, blueprint or not
+            scenarios = ScenarioCheck(None, self.source, self.kind, self.meta_delimiter, column=m.scenario,
+                                      declared=m.scenario_values, hint=files.scenario_values_hint(doc))
         try:
             for table in chunks:
                 frame, split, rule = files.convert(table, m, doc)
                 frame[ROW] = np.arange(table.offset, table.offset + len(frame), dtype=np.int64)
+                if scenarios is not None:
+                    scenarios.add(frame[m.scenario], frame[ROW].to_numpy())
                 if schema is None:
                     schema = _cache_schema(frame, m)
                 typed = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
@@ -488,6 +508,8 @@ class StreamingDataset:
                 writer.close()
             for sink in sinks:
                 sink.close()
+        if scenarios is not None:
+            scenarios.raise_if_bad()
         if sum(self._counts.values()) == 0:
             if self.kind == "csv":
                 raise DataError("the file has a header but no data rows", location=Location(self.source, 2),
@@ -533,7 +555,7 @@ class StreamingDataset:
             fit.add(frame)
         pre = fit.result()
         if scenario is not None:
-            check = ScenarioCheck(pre, self.source)
+            check = ScenarioCheck(pre, self.source, self.kind, self.meta_delimiter)
             for split in SPLITS:
                 for frame in self.frames(split, columns=[scenario[0], ROW]):
                     check.add(frame[scenario[0]], frame[ROW].to_numpy())
@@ -674,11 +696,13 @@ def _merge(parts: list) -> pd.Series:
 
 class ScenarioCheck:
     """``Preprocessor.encode_scenario``'s check over chunks: the values outside the declared set,
-    how many rows carry each, and the first such row of the file."""
+    how many rows carry each, and the first such row of the file (its line, for a CSV)."""
 
-    def __init__(self, pre, source: str):
-        self.column, self.declared = pre.scenario["column"], pre.scenario["values"]
-        self.source = source
+    def __init__(self, pre, source: str, kind: str = "csv", delimiter: str = ",", *, column=None,
+                 declared=None, hint=None):
+        self.column = column if column is not None else pre.scenario["column"]
+        self.declared = list(declared if declared is not None else pre.scenario["values"])
+        self.source, self.kind, self.delimiter, self.hint = source, kind, delimiter, hint
         self.bad: list[pd.Series] = []
         self.first: int | None = None
 
@@ -695,10 +719,8 @@ class ScenarioCheck:
     def raise_if_bad(self) -> None:
         if not self.bad:
             return
+        from .preprocess import scenario_error
+
         counts = _merge(self.bad).sort_values(ascending=False, kind="stable")
-        shown = ", ".join(f"'{v}' ({n} rows)" for v, n in list(counts.items())[:5])
-        raise DataError(f"{int(counts.sum())} rows have a scenario value outside the declared set: "
-                        f"{shown}; first at data row {self.first}", key=self.column,
-                        location=Location(self.source),
-                        hint=f"declared: {', '.join(self.declared)}; fix the data or list the value "
-                        "under scenarios: values")
+        location, where = locate_row(self.source, self.kind, self.delimiter, self.first)
+        raise scenario_error(self.column, self.declared, counts, location, where, self.hint)

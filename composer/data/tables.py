@@ -7,6 +7,7 @@ the first bad cell of each is reported as ``FILE:LINE: column: ...``. No bad row
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import gzip
 import hashlib
 import io
@@ -24,19 +25,44 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz", ".gz")
 
 
+DATA_ENV = "COMPOSER_DATA_DIR"
+
+
+def data_candidates() -> list[tuple[str, Path]]:
+    """Where the built-in datasets' files are looked for, in order: ``$COMPOSER_DATA_DIR`` (when
+    set: then it alone), ``./shared/data`` and ``../shared/data`` from the current folder, then
+    ``../shared/data`` beside the source checkout this package was imported from (a plain
+    ``pip install .`` puts the package in site-packages, where that last one means nothing)."""
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return [(f"${DATA_ENV}", Path(env).expanduser())]
+    here = Path.cwd()
+    checkout = Path(__file__).resolve().parents[2]  # the folder holding composer/ (a checkout)
+    found = [("./shared/data", here / "shared" / "data"), ("../shared/data", here.parent / "shared" / "data"),
+             ("beside the source checkout", checkout.parent / "shared" / "data")]
+    out, seen = [], set()
+    for label, path in found:
+        key = os.path.normcase(os.path.abspath(path))
+        if key not in seen:
+            seen.add(key)
+            out.append((label, path))
+    return out
+
+
 def data_root() -> Path:
-    """Where the shared real data lives: ``$COMPOSER_DATA_DIR`` or ``../shared/data`` next to the
-    project root."""
-    env = os.environ.get("COMPOSER_DATA_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    """The folder of the shared real data: the first of ``data_candidates()`` that exists (the
+    first candidate when none does, so a message can name it)."""
+    candidates = data_candidates()
+    return next((path for _, path in candidates if path.is_dir()), candidates[0][1])
 
 
 def require_dir(path: Path, dataset: str) -> Path:
     if not path.is_dir():
-        where = "$COMPOSER_DATA_DIR" if os.environ.get("COMPOSER_DATA_DIR") else "../shared/data"
+        looked = "; ".join(f"{label} = {where}" for label, where in data_candidates())
         raise DataError(f"data folder not found: {path}", location=Location(str(path)), key=dataset,
-                        hint=f"'{dataset}' reads its files from {where} (the shared data next to the "
-                        "project root); point COMPOSER_DATA_DIR at a folder holding it")
+                        hint=f"'{dataset}' reads its files from the shared data folder; looked in: {looked} "
+                        f"(unset {DATA_ENV}: the first that exists). Point {DATA_ENV} at the folder "
+                        "holding it")
     return path
 
 
@@ -125,12 +151,19 @@ class Table:
         s = self.frame[col]
         if pd.api.types.is_bool_dtype(s):
             return s.astype("float32")
+        if _is_time(s):  # pd.to_numeric would turn a date into nanoseconds since 1970, silently
+            raise self.bad_cell(col, s.notna().to_numpy(), f"'{col}' holds dates or times ({s.dtype}), "
+                                "declared numeric; got '{value}'", DATETIME_HINT)
         if pd.api.types.is_numeric_dtype(s):
             out = s.astype("float64")
         else:
             out = pd.to_numeric(s, errors="coerce")
             bad = (s.notna() & out.isna()).to_numpy()
             if bad.any():
+                first = s.iloc[int(np.flatnonzero(bad)[0])]
+                if _looks_like_time(first):
+                    raise self.bad_cell(col, bad, f"'{col}' holds dates or times, declared numeric; "
+                                        "got '{value}'", DATETIME_HINT)
                 raise self.bad_cell(col, bad, "expected a number, got '{value}'",
                                 "a numeric column holds numbers; leave a cell empty for a missing value, "
                                 "or declare the column categorical")
@@ -184,6 +217,35 @@ class Table:
                                 "a list column holds list cells (Parquet) or delimited text (CSV: \"39,43\")")
         return s.map(lambda v: np.array([], dtype=object) if v is None or isinstance(v, float)
                      else np.asarray(v).reshape(-1))
+
+
+DATETIME_HINT = ("a date is not a number here: write the number you mean in the file (e.g. days since "
+                 "an event), use the column to split (split: {time: COLUMN, ...}) or declare it categorical")
+
+
+def _is_time(s: pd.Series) -> bool:
+    """A column of dates, times or durations: datetime64/timedelta64 (Parquet timestamps), or
+    Python date/time objects (Parquet date32 arrives as datetime.date)."""
+    if pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s):
+        return True
+    if s.dtype == object:
+        present = s.dropna()
+        return bool(len(present)) and isinstance(present.iloc[0], (dt.date, dt.time, dt.timedelta))
+    return False
+
+
+def _looks_like_time(value) -> bool:
+    """'2022-04-25', '2022-04-25 10:00', '10:30:00', '25/04/2022': text pandas would not read as a number."""
+    return isinstance(value, str) and bool(re.fullmatch(
+        r"\s*(\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\S*|\d{1,2}:\d{2}(:\d{2})?"
+        r"|\d{1,2}[/.]\d{1,2}[/.]\d{2,4})\s*", value))
+
+
+def locate_row(file: str, kind: str, delimiter: str, row: int) -> tuple[Location, str]:
+    """Where data row ``row`` (0-based, file order) of a table file is: (its Location, 'line 7'
+    for a CSV or 'row 6' for Parquet). Scans a CSV: run to report an error."""
+    table = Table(pd.DataFrame(index=range(row + 1)), file, [], kind, delimiter)
+    return table.location(row), table.where(row)
 
 
 def as_text(values: pd.Series) -> pd.Series:
@@ -297,13 +359,21 @@ def read_table(path, *, delimiter: str = ",", na_values=("",), rows: int | None 
         raise DataError("file is empty", location=Location(path, 1),
                         hint="a data file starts with a header line naming its columns, then one row per line")
     header = next(csv.reader([first.rstrip("\r\n")], delimiter=delimiter))
-    _check_header(path, header)
+    header, trailing = row_shape(path, delimiter, header)
     dtype = str if text_columns is None else {c: str for c in text_columns if c in header}
+    columns = header + [TRAILING] if trailing else header
+    if trailing and isinstance(dtype, dict):
+        dtype[TRAILING] = str
     try:
+        # the names given and index_col=False: pandas never takes a column as the index (it does
+        # when the rows hold one field more than the header) and never shifts the columns
         frame = pd.read_csv(io.StringIO(text) if text is not None else path, sep=delimiter, dtype=dtype,
+                            header=0, names=columns, index_col=False,
                             keep_default_na=False, na_values=list(na_values), nrows=rows, low_memory=False,
                             encoding="utf-8-sig" if text is None else None)
     except pd.errors.ParserError as exc:
+        if trailing:
+            check_trailing(path, delimiter, header, rows)
         m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
         if m:
             want, line, saw = map(int, m.groups())
@@ -317,11 +387,94 @@ def read_table(path, *, delimiter: str = ",", na_values=("",), rows: int | None 
     if len(frame) == 0:
         raise DataError("the file has a header but no data rows", location=Location(path, 2),
                         hint="add one row per line below the header")
+    if trailing:
+        check_trailing(path, delimiter, header, rows)
+        frame = frame.drop(columns=[TRAILING])
     table = Table(frame, path, header, "csv", delimiter)
     if text is not None:
         _attach_lines(table, text, rows)
-    _check_short_rows(table)
+    if not trailing:  # check_trailing has counted every row's fields
+        _check_short_rows(table)
     return table
+
+
+# The name given to the empty field after the last column when every row ends with the delimiter.
+TRAILING = "\x00after the last column"
+
+
+def row_shape(path: str, delimiter: str, header: list[str]) -> tuple[list[str], bool]:
+    """The column names of a CSV file and whether its rows end with the delimiter (one empty
+    field after the last column, as some exporters write). Read the same way in memory and
+    streamed: a header ending with the delimiter loses its empty last name; the first data row
+    decides, and then every row must hold the columns plus that one empty field
+    (``check_trailing``). A first row with more fields than the header is refused here: pandas
+    would otherwise take its first column as the index, or drop the extra values."""
+    names = header[:-1] if len(header) > 1 and header[-1] == "" else list(header)
+    _check_header(path, names)
+    record, line = _first_data_record(path, delimiter)
+    if record is None or len(record) <= len(names):
+        return names, False
+    if len(record) == len(names) + 1 and record[-1] == "":
+        return names, True
+    raise DataError(f"line has {len(record)} fields, the header has {len(names)}", location=Location(path, line),
+                    hint="quote values that contain the delimiter; every row has one field per column "
+                    "(a row may end with the delimiter when every row does)")
+
+
+def check_trailing(path: str, delimiter: str, names: list[str], rows: int | None = None) -> None:
+    """In a file whose rows end with the delimiter, every data row (the first ``rows``) holds
+    ``len(names)`` fields and an empty one after them; the first that does not is a located
+    DataError. Scans the file (csv module): run for such files only."""
+    width = len(names)
+    try:
+        with _open_text(path) as fh:
+            reader = csv.reader(fh, delimiter=delimiter)
+            _skip_header(reader)
+            count, end = 0, reader.line_num
+            for record in reader:
+                line, end = end + 1, reader.line_num  # a quoted value may span lines: its first
+                if not record:
+                    continue
+                count += 1
+                if len(record) != width + 1:
+                    raise DataError(
+                        f"line has {len(record)} fields; the rows of this file end with the delimiter, so "
+                        f"each holds {width + 1} ({width} columns, then an empty field)",
+                        location=Location(path, line),
+                        hint="end every row with the delimiter, or none; quote values that contain it")
+                if record[-1] != "":
+                    raise DataError(
+                        f"line holds '{record[-1]}' after its last column '{names[-1]}'; the rows of this "
+                        "file end with the delimiter, so the field after the last column is empty",
+                        location=Location(path, line),
+                        hint=f"the header names {width} columns; quote values that contain the delimiter")
+                if rows is not None and count >= rows:
+                    break
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return
+
+
+def _skip_header(reader) -> list[str] | None:
+    header = next(reader, None)
+    while header == []:  # pandas skips blank lines before the header too
+        header = next(reader, None)
+    return header
+
+
+def _first_data_record(path: str, delimiter: str) -> tuple[list[str] | None, int | None]:
+    """The first non-blank record after the header, and its line."""
+    try:
+        with _open_text(path) as fh:
+            reader = csv.reader(fh, delimiter=delimiter)
+            _skip_header(reader)
+            end = reader.line_num
+            for record in reader:
+                if record:
+                    return record, end + 1
+                end = reader.line_num
+    except (OSError, csv.Error, UnicodeDecodeError):
+        pass
+    return None, None
 
 
 def _check_header(path: str, header: list[str]) -> None:
