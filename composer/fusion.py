@@ -104,11 +104,17 @@ class PlanTrainer(keras.Model):
             return ops.sum(ops.exp(-self.log_variance) * stacked + 0.5 * self.log_variance)
         return ops.sum(self.task_weights * stacked)
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+    def plan_loss(self, y, y_pred, sample_weight):
+        """(fused total with the model's regularization terms, per-task losses): the loss the
+        plan trains on, for a training batch or, from predictions, the valid split."""
         losses = self.task_losses(y, y_pred, sample_weight)
         total = self.fuse(losses)
         if self.net.losses:
             total = total + ops.sum(ops.stack(self.net.losses))
+        return total, losses
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        total, losses = self.plan_loss(y, y_pred, sample_weight)
         self._track(total, losses)  # the replica's own mean, as logged
         return _per_replica(total)
 

@@ -281,28 +281,15 @@ def _callbacks(exp: Experiment, x_valid, y_valid, w_valid):
 def valid_loss(exp: Experiment, y, w, pred) -> dict[str, float]:
     """The training loss on the valid rows, from predictions already made (no second pass, and
     no per-replica split of the valid rows, which MirroredStrategy cannot do for an odd count):
-    {"val_loss": fused total, "val_loss_<task>": masked mean BCE of each trained task}. The
-    fusion's current weights (fixed, GradNorm, PE-LTR) or log-variances (uncertainty) and the
-    model's regularization terms count as in training; the means are over the whole split."""
+    {"val_loss": fused total, "val_loss_<task>": masked mean BCE of each trained task}, by the
+    trainer's own ``plan_loss`` (the fusion's current weights or log-variances and the model's
+    regularization terms count as in training); the means are over the whole split."""
     import keras
 
     trainer = exp.trainer
-    eps = keras.config.epsilon()  # Keras's binary cross-entropy clips to [eps, 1 - eps]
-    per_task = {}
-    for task in trainer.tasks:
-        p = np.clip(np.asarray(pred[task], dtype="float64").reshape(-1), eps, 1 - eps)
-        label = np.asarray(y[task], dtype="float64").reshape(-1)
-        weight = np.asarray(w[task], dtype="float64").reshape(-1)
-        bce = -(label * np.log(p) + (1 - label) * np.log(1 - p))
-        per_task[task] = float((bce * weight).sum() / max(weight.sum(), 1.0))
-    losses = np.array(list(per_task.values()))
-    if trainer.fusion == "uncertainty":
-        s = keras.ops.convert_to_numpy(trainer.log_variance).astype("float64")
-        total = float(np.sum(np.exp(-s) * losses + 0.5 * s))
-    else:
-        total = float(np.sum(keras.ops.convert_to_numpy(trainer.task_weights).astype("float64") * losses))
-    total += float(sum(float(keras.ops.convert_to_numpy(term)) for term in trainer.net.losses))
-    return {"val_loss": total, **{f"val_loss_{t}": v for t, v in per_task.items()}}
+    total, losses = trainer.plan_loss(y, {t: np.asarray(pred[t], dtype="float32") for t in trainer.tasks}, w)
+    per_task = {f"val_loss_{t}": float(keras.ops.convert_to_numpy(v)) for t, v in zip(trainer.tasks, losses)}
+    return {"val_loss": float(keras.ops.convert_to_numpy(total)), **per_task}
 
 
 def fit(exp: Experiment, verbose: int = 1, epochs: int | None = None, batch_size: int | None = None):
