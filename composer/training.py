@@ -295,7 +295,7 @@ def valid_loss(exp: Experiment, y, w, pred) -> dict[str, float]:
 def fit(exp: Experiment, verbose: int = 1, epochs: int | None = None, batch_size: int | None = None):
     """Train in place; returns the Keras History."""
     if getattr(exp.dataset, "streaming", False):
-        from .data.feed import fit_streaming
+        from .streamed_fit import fit_streaming
 
         return fit_streaming(exp, verbose, epochs, batch_size)
     training = exp.bp.training
@@ -389,7 +389,7 @@ def _shared_layers(exp):
 
 def predict(exp: Experiment, part: str) -> dict[str, np.ndarray]:
     if getattr(exp.dataset, "streaming", False):
-        from .data.feed import predict_streaming
+        from .streamed_fit import predict_streaming
 
         return predict_streaming(exp, part)
     x, _, _ = exp.arrays(part)
@@ -402,7 +402,7 @@ def report(exp: Experiment, part: str = "test", predictions=None):
     from .metrics import evaluate_predictions
 
     if getattr(exp.dataset, "streaming", False):
-        from .data.feed import report_rows
+        from .streamed_fit import report_rows
 
         rows = report_rows(exp, part)
     else:
