@@ -27,8 +27,6 @@ def export_saved_model(exp, path: str) -> Path:
     layout, pre, model = exp.graph.layout, exp.pre, exp.model
     tables = {}
     for name, vocab in pre.vocabularies.items():
-        if name in pre.numeric:
-            continue
         init = tf.lookup.KeyValueTensorInitializer(
             tf.constant(vocab or [""], dtype=tf.string),
             tf.constant(list(range(1, len(vocab) + 1)) or [0], dtype=tf.int64))
@@ -127,7 +125,7 @@ def raw_features(frame, layout) -> dict:
         for n in names:
             out[n] = as_text(frame[n]).fillna("").to_numpy(dtype=object).astype(str)
     for n in layout.lists:
-        out[n] = np.array([",".join(_texts(v)) for v in frame[n].tolist()], dtype=object).astype(str)
+        out[n] = _delimited(frame[n])
     for n in layout.numeric:
         out[n] = frame[n].to_numpy(dtype="float32")
     if layout.scenario and layout.scenario not in out:
@@ -135,12 +133,15 @@ def raw_features(frame, layout) -> dict:
     return {k: np.asarray(v) for k, v in out.items()}
 
 
-def _texts(cell) -> list[str]:
-    """A list cell's values as the texts training encoded (ints without '.0')."""
-    import pandas as pd
+def _delimited(values):
+    """Each list cell as one comma-delimited string of the texts training encoded (ints without
+    '.0', a missing value as an empty part); the column converted in one pass."""
+    import numpy as np
 
-    from .data.lists import cell_values
+    from .data.lists import flatten
     from .data.preprocess import as_text
 
-    values = cell_values(cell)
-    return [] if len(values) == 0 else as_text(pd.Series(values)).fillna("").tolist()
+    flat, lengths = flatten(values)
+    texts = as_text(flat).fillna("").tolist() if len(flat) else []
+    ends = np.cumsum(lengths)
+    return np.array([",".join(texts[end - n:end]) for n, end in zip(lengths, ends)], dtype=object).astype(str)
