@@ -296,17 +296,7 @@ def proposed_net(changes):
     class TrustingTargetAttention(TargetAttention):
         def call(self, inputs):  # TargetAttention.call without ``seq = _clean(seq, valid)``
             query, seq, mask = inputs
-            valid = _valid(mask)
-            c = ops.broadcast_to(ops.expand_dims(query, 1), ops.shape(seq))
-            h = ops.concatenate([seq, c, seq - c, seq * c], axis=-1)
-            for layer in self._hidden:
-                h = layer(h)
-            scores = ops.squeeze(self._score(h), -1)
-            if self.softmax:
-                weights = ops.where(valid, self._normalise(scores, mask=valid), ops.zeros_like(scores))
-            else:
-                weights = ops.where(valid, scores, ops.zeros_like(scores))
-            return ops.einsum("bl,bld->bd", weights, seq)
+            return self._attend(query, seq, _valid(mask))
 
     class SlicingSelectFields(SelectFields):
         def call(self, x):

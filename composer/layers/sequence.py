@@ -133,7 +133,10 @@ class TargetAttention(keras.layers.Layer):
     def call(self, inputs):
         query, seq, mask = inputs
         valid = _valid(mask)
-        seq = _clean(seq, valid)
+        return self._attend(query, _clean(seq, valid), valid)
+
+    def _attend(self, query, seq, valid):
+        """The activation unit's masked, weighted sum over a history already zero at padding."""
         c = ops.broadcast_to(ops.expand_dims(query, 1), ops.shape(seq))
         h = ops.concatenate([seq, c, seq - c, seq * c], axis=-1)
         for layer in self._hidden:
