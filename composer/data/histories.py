@@ -51,21 +51,23 @@ def _values(series: pd.Series) -> np.ndarray:
     return series.to_numpy()
 
 
+def _present(values: pd.Series, what: str, column: str, hint: str) -> pd.Series:
+    """``values``, or an error naming how many rows miss one and the first of them."""
+    missing = values.isna()
+    if missing.any():
+        row = int(np.flatnonzero(missing.to_numpy())[0])
+        raise DataError(f"{what} is missing on {int(missing.sum())} row(s) (the first is row {row})",
+                        key=column, hint=hint)
+    return values
+
+
 def _keys_and_times(frame: pd.DataFrame, key: str, time: str):
     """(key code per row, key values by code, time rank per row, number of distinct times,
     raw times). Missing keys or times are errors: such a row has no place in time."""
-    keys = frame[key]
-    if keys.isna().any():
-        row = int(np.flatnonzero(keys.isna().to_numpy())[0])
-        raise DataError(f"key column '{key}' is missing on {int(keys.isna().sum())} row(s) "
-                        f"(the first is row {row})", key=key,
-                        hint="every row needs its key to have a history; fill or drop those rows first")
-    times = frame[time]
-    if times.isna().any():
-        row = int(np.flatnonzero(times.isna().to_numpy())[0])
-        raise DataError(f"time column '{time}' is missing on {int(times.isna().sum())} row(s) "
-                        f"(the first is row {row})", key=time,
-                        hint="every row needs its time: histories only look at strictly earlier rows")
+    keys = _present(frame[key], f"key column '{key}'", key,
+                    "every row needs its key to have a history; fill or drop those rows first")
+    times = _present(frame[time], f"time column '{time}'", time,
+                     "every row needs its time: histories only look at strictly earlier rows")
     codes, uniques = pd.factorize(keys, sort=False)
     raw_t = _values(times)
     _, rank = np.unique(raw_t, return_inverse=True)
