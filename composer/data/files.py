@@ -330,18 +330,10 @@ def load(file: str, rows: int | None = None) -> Dataset:
 def check_scenario_values(values, m: DataFile, doc, location, where) -> None:
     """Every row's scenario is one of the data YAML's ``scenario_values``; else the error names
     the values outside it, their rows and the first one's line (``location(row)``)."""
-    import numpy as np
-    import pandas as pd
+    from .preprocess import scenario_codes
 
-    from .preprocess import as_text, scenario_error
-
-    text = as_text(values)
-    bad = pd.Index(m.scenario_values, dtype="string").get_indexer(text) < 0
-    if bad.any():
-        first = int(np.flatnonzero(bad)[0])
-        counts = text[bad].fillna("<missing>").value_counts()
-        raise scenario_error(m.scenario, m.scenario_values, counts, location(first), where(first),
-                             scenario_values_hint(doc))
+    scenario_codes(values, m.scenario, m.scenario_values, lambda row: (location(row), where(row)),
+                   scenario_values_hint(doc))
 
 
 def scenario_values_hint(doc) -> str:

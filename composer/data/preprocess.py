@@ -63,6 +63,19 @@ def scenario_error(column: str, declared, counts: pd.Series, location, where: st
                      "the scenario values (the blueprint's scenarios: values, or scenario_values in the data YAML)"))
 
 
+def scenario_codes(values: pd.Series, column: str, declared, locate, hint: str | None = None) -> np.ndarray:
+    """Ids 0..S-1 of ``values`` in the ``declared`` order; a value outside it (or a missing one)
+    raises ``scenario_error`` at ``locate(first bad row) -> (Location, 'line 7')``."""
+    text = as_text(values)
+    codes = pd.Index(declared, dtype="string").get_indexer(text)
+    bad = codes < 0
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        location, where = locate(first)
+        raise scenario_error(column, declared, text[bad].fillna("<missing>").value_counts(), location, where, hint)
+    return codes.astype("int32")
+
+
 def as_text(values: pd.Series) -> pd.Series:
     """Categorical values as strings, ints and int-valued floats alike ('3', never '3.0');
     missing stays missing."""
@@ -186,21 +199,13 @@ class Preprocessor:
         is (``locate(row)`` -> (Location, 'line 7'), e.g. the file line of a data YAML's row),
         never an out-of-vocabulary bucket: routing a row to another scenario's parameters would
         be silent."""
-        column, declared = self.scenario["column"], self.scenario["values"]
-        text = as_text(values)
-        codes = pd.Index(declared, dtype="string").get_indexer(text)
-        bad = codes < 0
-        if bad.any():
-            from .errors import Location
+        from .errors import Location
 
-            counts = text[bad].fillna("<missing>").value_counts()
-            first = int(np.flatnonzero(bad)[0])
-            if locate is not None:
-                location, where = locate(first)
-            else:
-                location, where = (Location(source) if source else None), f"row {first + 1} of the data"
-            raise scenario_error(column, declared, counts, location, where)
-        return codes.astype("int32")
+        def locate_first(row):
+            return locate(row) if locate is not None else \
+                ((Location(source) if source else None), f"row {row + 1} of the data")
+
+        return scenario_codes(values, self.scenario["column"], self.scenario["values"], locate_first)
 
     def oov_rate(self, frame: pd.DataFrame) -> dict[str, float]:
         return {n: float((self.encode_categorical(n, frame[n]) == OOV).mean()) for n in self.vocabularies
