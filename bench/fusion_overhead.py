@@ -43,8 +43,8 @@ def main() -> int:
     p.add_argument("--reps", type=int, default=7)
     args = p.parse_args()
 
-    from composer.fusion import PlanTrainer
-    from composer.training import _optimizer, _shared_layers
+    from composer.training.plan_trainer import PlanTrainer
+    from composer.training.loop import _optimizer, _shared_layers
 
     dataset = load(args.data, rows=args.rows)
     runs = []

@@ -135,7 +135,7 @@ def compile_like_fit(exp) -> None:
     """Compile exactly as ``composer.training.fit`` does."""
     import keras
 
-    from composer.training import _optimizer
+    from composer.training.loop import _optimizer
 
     training = exp.bp.training
     keras.utils.set_random_seed(training.seed)

@@ -2,7 +2,7 @@
 fusion strategy and its parameters.
 
 Pure Python: printable as a table and as a dict; ``composer plan`` prints it, the run folder
-records it, and the training loop (composer/fusion.py) executes exactly this plan.
+records it, and the training loop (composer/training/plan_trainer.py) executes exactly this plan.
 """
 from __future__ import annotations
 

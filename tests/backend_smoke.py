@@ -54,7 +54,7 @@ def run(path: Path, tmp: str) -> list[dict]:
     import keras
 
     from composer.blueprint import BlueprintError, load_blueprint
-    from composer.fusion import GRADIENT_BACKENDS, GRADIENT_STRATEGIES
+    from composer.training.plan_trainer import GRADIENT_BACKENDS, GRADIENT_STRATEGIES
 
     bp, _ = load_blueprint(str(path))
     data = f"{bp.data}:rows={ROWS}"

@@ -3,7 +3,7 @@
 One subprocess per backend (the backend is chosen at Keras import) runs tests/backend_smoke.py
 over all blueprints, each on its own ``data:`` with ``:rows=600``; the test reads its JSON lines
 and names every blueprint that failed. On a backend without their train step (not in
-composer.fusion.GRADIENT_BACKENDS) GradNorm and PE-LTR must stop with a BlueprintError naming
+composer.training.plan_trainer.GRADIENT_BACKENDS) GradNorm and PE-LTR must stop with a BlueprintError naming
 TensorFlow, and their networks are then fitted with uncertainty fusion. Each test is skipped when
 its backend's package is not installed (CI installs JAX, not PyTorch).
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from composer.blueprint import load_blueprint
-from composer.fusion import GRADIENT_BACKENDS, GRADIENT_STRATEGIES
+from composer.training.plan_trainer import GRADIENT_BACKENDS, GRADIENT_STRATEGIES
 
 ROOT = Path(__file__).resolve().parents[1]
 BLUEPRINTS = sorted((ROOT / "blueprints").glob("*.yaml"))

@@ -1,7 +1,7 @@
 """Probability chains (ESMM, ESM2) and the loss-fusion strategies, end to end on small data.
 
 Gradients come from tests/backend_grad.py, so every test runs on every Keras backend except the
-gradient fusions' (GradNorm, PE-LTR), which need a backend in composer.fusion.GRADIENT_BACKENDS.
+gradient fusions' (GradNorm, PE-LTR), which need a backend in composer.training.plan_trainer.GRADIENT_BACKENDS.
 """
 import os
 from pathlib import Path
@@ -16,7 +16,7 @@ from backend_grad import gradients  # noqa: E402
 
 from composer import training  # noqa: E402
 from composer.cli import main  # noqa: E402
-from composer.fusion import GRADIENT_BACKENDS  # noqa: E402
+from composer.training.plan_trainer import GRADIENT_BACKENDS  # noqa: E402
 from composer.layers.chains import ProbabilityChain  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +74,7 @@ def test_esm2_blueprint_outputs_equal_the_formula_over_its_towers():
 
 
 def test_esm2_labels_masks_and_entire_space_gradients(tmp_path):
-    from composer.fusion import PlanTrainer
+    from composer.training.plan_trainer import PlanTrainer
 
     exp = training.prepare(str(ESM2), data="synthetic-esm2:rows=3000")
     rows = exp.dataset.part("train").frame
@@ -127,7 +127,7 @@ def _experiment(tmp_path, text, rows=3000):
 
 def _cvr_tower_gradient(exp, clicked: bool):
     """Gradient of the fused loss on the CVR tower's kernels from clicked or unclicked rows."""
-    from composer.fusion import PlanTrainer
+    from composer.training.plan_trainer import PlanTrainer
 
     x, y, w = exp.arrays("train")
     rows = np.where((y["ctr"][:, 0] == 1) == clicked)[0][:256]
@@ -163,7 +163,7 @@ def test_ctcvr_label_is_derived_and_cvr_is_evaluated_on_clicks(tmp_path):
 
 
 def test_a_batch_without_valid_labels_gives_zero_loss_not_nan(tmp_path):
-    from composer.fusion import PlanTrainer
+    from composer.training.plan_trainer import PlanTrainer
 
     exp = _experiment(tmp_path, ESMM)
     x, y, w = exp.arrays("train")

@@ -150,7 +150,7 @@ def _exp(spec, **train):
 
 
 def test_every_row_once_per_pass_whatever_the_chunks(tmp_path):
-    from composer.streamed_fit import StreamBatches, packed
+    from composer.training.streamed import StreamBatches, packed
 
     spec = write(tmp_path, clicks(3000))
     exp = _exp(spec, chunk_rows=70, shuffle_buffer=300)

@@ -15,7 +15,7 @@ vocabulary counts are summed over chunks and numeric moments merged (Chan et al.
 ``Preprocessor.fit`` exactly, and its means and variances up to float rounding of the sums.
 
 Memory holds one chunk at a time, the vocabulary counts and, while training, the shuffle buffer
-(``composer.streamed_fit``): not the file. Nothing here imports TensorFlow or Keras.
+(``composer.training.streamed``): not the file. Nothing here imports TensorFlow or Keras.
 """
 from __future__ import annotations
 

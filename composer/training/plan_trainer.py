@@ -4,7 +4,7 @@
 artefact stays the plain functional model. Loss-only strategies (fixed, uncertainty) live in
 ``compute_loss``, which every Keras backend runs; gradient strategies (GradNorm, PE-LTR) need
 per-task gradients, so they have their own ``train_step``: TensorFlow's below, JAX's in
-composer/fusion_jax.py (the same math); under another backend ``PlanTrainer`` refuses them with a
+composer/training/jax_steps.py (the same math); under another backend ``PlanTrainer`` refuses them with a
 BlueprintError before training starts. Per-task raw losses and the task weights are logged every
 epoch (``loss_<task>``, ``weight_<task>``).
 """
@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from .fusion_math import pareto_weights
+from ..fusion_math import pareto_weights
 
 GRADIENT_STRATEGIES = ("gradnorm", "pareto")
 GRADIENT_BACKENDS = ("tensorflow", "jax")  # backends with a per-task gradient train_step
@@ -25,7 +25,7 @@ def check_backend(fusion: str) -> None:
     """Raise a BlueprintError when ``fusion`` has no train step on the current Keras backend."""
     backend = keras.backend.backend()
     if fusion in GRADIENT_STRATEGIES and backend not in GRADIENT_BACKENDS:
-        from .blueprint.errors import BlueprintError
+        from ..blueprint.errors import BlueprintError
 
         raise BlueprintError(
             f"{_STRATEGY_NAMES[fusion]} fusion needs KERAS_BACKEND=tensorflow or jax (now "
@@ -135,7 +135,7 @@ class PlanTrainer(keras.Model):
             return super().train_step(*args)
         check_backend(self.fusion)
         if keras.backend.backend() == "jax":
-            from .fusion_jax import train_step
+            from .jax_steps import train_step
 
             return train_step(self, *args)
         import tensorflow as tf

@@ -254,8 +254,8 @@ def targets(exp, split: str):
 def fit_streaming(exp, verbose: int = 1, epochs: int | None = None, batch_size: int | None = None):
     """``training.fit`` on a streamed dataset: the same trainer, seed, exact validation AUC and
     early stopping, fed by ``StreamBatches``."""
-    from .blueprint.errors import BlueprintError
-    from .training import _callbacks, finish_training, start_training
+    from ..blueprint.errors import BlueprintError
+    from .loop import _callbacks, finish_training, start_training
 
     training = exp.bp.training
     if getattr(training, "distribution", "none") != "none":

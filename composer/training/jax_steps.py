@@ -1,5 +1,5 @@
 """GradNorm and PE-LTR training step under ``KERAS_BACKEND=jax``; the TensorFlow one is
-``PlanTrainer.train_step`` in composer/fusion.py, and the two compute the same thing.
+``PlanTrainer.train_step`` in composer/training/plan_trainer.py, and the two compute the same thing.
 
 Keras's JAX trainer calls ``train_step(state, data)`` with ``state = (trainable,
 non_trainable, optimizer, metrics)`` variable values and takes ``(logs, new_state)`` back
@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
-from .fusion_math import pareto_weights
+from ..fusion_math import pareto_weights
 
 
 def _positions(variables, wanted) -> list[int]:
