@@ -1,6 +1,6 @@
 """``composer`` command line. User mistakes print one located message each and exit 2.
 
-``validate``, ``render``, ``summary`` and ``schema`` never import TensorFlow or Keras.
+``validate``, ``render``, ``summary``, ``diff`` and ``schema`` never import TensorFlow or Keras.
 """
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from .blueprint.errors import BlueprintError, Location
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 
 def _load_graph(file: str, data: str | None = None, sets=None):
@@ -119,6 +121,30 @@ def cmd_render(args) -> int:
     return 0
 
 
+def cmd_diff(args) -> int:
+    from .review_diff import diff_graphs
+
+    if args.output:
+        from .diagram import check_format
+
+        check_format(args.output)
+    before = _load_graph(args.before, args.data)
+    after = _load_graph(args.after, args.data)
+    diff = diff_graphs(before, after, files=(args.before, args.after))
+    print(diff.text())
+    if args.output:
+        from .review_diagram import render_diff
+
+        _parent_folder(args.output)
+        try:
+            render_diff(diff, args.output)
+        except RuntimeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        print(f"wrote {args.output}")
+    return 0
+
+
 def cmd_plan(args) -> int:
     from .losses import LossPlan
 
@@ -200,7 +226,8 @@ def _overrides(args) -> dict:
     names = {"epochs": "epochs", "batch_size": "batch_size", "learning_rate": "learning_rate",
              "seed": "seed", "monitor": "monitor", "patience": "patience", "precision": "precision",
              "distribution": "distribution",
-             "stream": "stream", "chunk_rows": "chunk_rows", "shuffle_buffer": "shuffle_buffer"}
+             "stream": "stream", "chunk_rows": "chunk_rows", "shuffle_buffer": "shuffle_buffer",
+             "device_budget_mb": "device_budget_mb"}
     return {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg, None) is not None}
 
 
@@ -236,13 +263,22 @@ def cmd_train(args) -> int:
         return launch_local(args.workers, _worker_argv(args.argv), distribution=args.distribution,
                             cluster_flags=[args.coordinator, args.num_processes, args.process_id])
     cluster = Cluster.from_env(args.coordinator, args.num_processes, args.process_id)
+    command = _train_command(args)
     _quiet_tf()
     from . import training
+    from .training import run_folder
 
-    exp = training.prepare(args.file, data=args.data, rows=args.rows, training=_overrides(args), cluster=cluster,
-                           sets=_sets(args))
+    exp = training.prepare(command["blueprint"], data=command["data"], rows=command["rows"],
+                           training=command["training"], cluster=cluster, sets=command["sets"])
     if not cluster.is_chief:  # only process 0 reports and writes the run folder
         return _train_worker(exp, cluster)
+    resume = None
+    if args.resume:
+        out = Path(args.resume)
+        resume = _checkpoint_of(out)
+    else:
+        out = run_folder.claim(args.out or training.default_run_dir(exp.bp.name, exp.data_name),
+                               overwrite=args.overwrite, command=command)
     for warning in exp.graph.warnings:  # e.g. an mmoe over one task: trained anyway, said once
         print(f"warning: {warning}", file=sys.stderr)
     counts = exp.dataset.counts()
@@ -250,18 +286,74 @@ def cmd_train(args) -> int:
           f"test {counts['test']:,} rows; tasks {', '.join(exp.tasks)}; model {exp.model.count_params():,} params")
     if exp.bp.training.distribution != "none":
         print(f"distribution: {exp.parallel.describe(exp.bp.training.batch_size)}")
-    history = training.fit(exp, verbose=args.verbose)
+    if resume is not None:
+        print(f"resuming {out} after epoch {resume.epochs_done}")
+    from .training.interrupt import Interrupted
+
+    try:
+        history = training.fit(exp, verbose=args.verbose, checkpoint_dir=out, resume=resume)
+    except Interrupted as stop:
+        run_folder.save_run(exp, str(out), stop.history, None, status={
+            "state": "interrupted", "epochs_done": stop.epochs_done, "epochs": stop.epochs, "signal": stop.signal_name})
+        print(f"composer: {stop.signal_name} after {stop.epochs_done} of {stop.epochs} epochs; {out} holds the "
+              f"finished epochs (the best weights so far): `composer train --resume {out}` continues", file=sys.stderr)
+        return EXIT_INTERRUPTED
     t = exp.timings
     best = max(history.history.get("val_auc", [float("nan")]))
+    share = f", validation {100 * t['valid_share']:.0f}% of it" if "valid_share" in t else ""
     print(f"trained {t['epochs_run']} epoch(s) in {t['train_s']:.1f}s "
-          f"({t['train_examples_per_s']:,.0f} examples/s); best valid macro AUC {best:.4f}")
+          f"({t['train_examples_per_s']:,.0f} examples/s{share}); best valid macro AUC {best:.4f}")
     rep = training.report(exp, "test")
-    out = training.save_run(exp, args.out or training.default_run_dir(exp.bp.name, exp.data_name), history, rep)
+    out = training.save_run(exp, str(out), history, rep, status={"epochs_done": t["epochs_run"],
+                                                                 "epochs": exp.bp.training.epochs})
     _print_report(rep, f"test split ({counts['test']:,} rows), exact metrics")
     print(f"\nrun saved to {out}")
     if cluster.multi_process:
         _worker_done(exp, cluster, history)
     return 0
+
+
+def _train_command(args) -> dict:
+    """What trains: the command line's, or for ``--resume RUN`` alone the one that started RUN
+    (its blueprint file, data, rows, overrides and --set), with a new --epochs if given."""
+    from .blueprint.errors import BlueprintError
+
+    given = {"blueprint": args.file and os.path.abspath(args.file), "data": args.data, "rows": args.rows,
+             "training": _overrides(args), "sets": _sets(args)}
+    if not args.resume:
+        if not args.file:
+            raise BlueprintError("train needs a blueprint", key="BLUEPRINT",
+                                 hint="composer train BLUEPRINT.yaml, or composer train --resume RUN_DIR")
+        return given
+    if args.out or args.overwrite:
+        raise BlueprintError("--resume continues its own folder", key="--out" if args.out else "--overwrite",
+                             hint="drop --out/--overwrite, or train anew without --resume")
+    from .training.run_folder import read_status
+
+    run = Path(args.resume)
+    status = read_status(run) if run.is_dir() else None
+    if status is None or not status.get("command"):
+        from .blueprint.errors import Location
+
+        raise BlueprintError("not a run folder that can resume (no status.json with its command)",
+                             location=Location(str(run)), key="--resume",
+                             hint="pass a folder `composer train` wrote")
+    if args.file:
+        return given
+    recorded = dict(status["command"])
+    recorded["training"] = {**recorded.get("training", {}), **given["training"]}
+    return recorded
+
+
+def _checkpoint_of(run: Path):
+    from .blueprint.errors import BlueprintError, Location
+    from .training import checkpoint
+
+    path = run / checkpoint.FILE
+    if not path.exists():
+        raise BlueprintError("nothing to resume: no epoch finished before the run stopped", location=Location(str(run)),
+                             key="--resume", hint=f"train again: composer train ... --out {run} --overwrite")
+    return checkpoint.read(path)
 
 
 def _train_worker(exp, cluster) -> int:
@@ -515,6 +607,37 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report_html import build_report, check_output, is_compare_folder, write_report
+
+    out = args.output or os.path.join(args.run, "report.html")
+    check_output(out)
+    if not is_compare_folder(args.run):
+        from .training import check_run_folder
+
+        check_run_folder(args.run)  # a missing or non-run folder stops here, before any work
+    _parent_folder(out)
+    page = build_report(args.run)
+    write_report(page, out)
+    print(f"wrote {out} ({len(page.encode('utf-8')) / 1e6:.1f} MB, self-contained: open it in a browser)")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from .training import check_run_folder
+
+    if args.rows is not None and args.rows < 1:
+        raise BlueprintError(f"must be a positive number of rows, got {args.rows}", key="--rows")
+    check_run_folder(args.run)
+    _quiet_tf()
+    from . import training
+    from .inspect_gates import inspect
+
+    exp = training.load_run(args.run)
+    print(inspect(exp, args.split, rows=args.rows).table())
+    return 0
+
+
 def cmd_datasets(args) -> int:
     from .data import catalog
 
@@ -566,19 +689,31 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="X.svg, X.png, X.pdf or X.dot")
     s.add_argument("--data", help="bind to this dataset instead of the blueprint's data:")
     s.set_defaults(func=cmd_render)
+    s = sub.add_parser("diff", help="what changed between two blueprints: blocks, features, settings and "
+                       "parameters; -o draws a review diagram (no TensorFlow)")
+    s.add_argument("before", metavar="A", help="the blueprint before (e.g. the main branch's)")
+    s.add_argument("after", metavar="B", help="the blueprint after")
+    s.add_argument("-o", "--output", help="also draw both in one diagram: X.svg, X.png, X.pdf or X.dot")
+    s.add_argument("--data", help="bind both to this dataset instead of their data:")
+    s.set_defaults(func=cmd_diff)
     s = sub.add_parser("plan", help="print the loss plan: per output loss, label, mask, weight; fusion")
     s.add_argument("file", metavar="FILE")
     s.add_argument("--data", help="bind to this dataset instead of the blueprint's data:")
     s.set_defaults(func=cmd_plan)
     s = sub.add_parser("train", help="train on a dataset, report exact test metrics, save a run folder")
-    s.add_argument("file", metavar="BLUEPRINT")
+    s.add_argument("file", metavar="BLUEPRINT", nargs="?", help="the blueprint (optional with --resume)")
     s.add_argument("--data", help="dataset name (synthetic, census-mtl, ...) or data YAML; "
                    "overrides the blueprint's data:")
     _add_training_overrides(s)
     s.add_argument("--rows", type=int, help="use only the first N rows (quick runs)")
-    s.add_argument("--out", help="run folder (default runs/NAME-DATA-TIME)")
+    s.add_argument("--out", help="run folder (default runs/NAME-DATA-TIME); an existing one is refused")
+    s.add_argument("--overwrite", action="store_true", help="clear an existing --out folder first")
+    s.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last finished "
+                   "epoch (alone it repeats the run's command; --epochs may raise its epoch count)")
+    s.add_argument("--device-budget-mb", type=int, help="override training.device_budget_mb (JAX: device "
+                   "memory the training rows may take; more streams in chunks)")
     s.add_argument("--verbose", type=int, default=2 if not sys.stdout.isatty() else 1,
-                   help="Keras progress: 0 silent, 1 bar, 2 one line per epoch")
+                   help="progress: 0 silent, 1 or 2 one line per epoch")
     g = s.add_argument_group("several processes (distribution: data_parallel, KERAS_BACKEND=jax; "
                              "docs/distributed.md)")
     g.add_argument("--workers", type=int, help="start N worker processes on this machine "
@@ -629,6 +764,18 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--rows", type=int, help="read only the first N rows")
     s.add_argument("--keep", metavar="COL,...", help="also write these input columns")
     s.set_defaults(func=cmd_predict)
+    s = sub.add_parser("report", help="one self-contained HTML page about a run (diagram, curves, metrics, "
+                       "calibration, scores, gates) or a compare folder (metrics over seeds, paired differences)")
+    s.add_argument("run", metavar="RUN_DIR", help="a folder `composer train` or `composer compare` wrote")
+    s.add_argument("-o", "--output", help="the page to write (default RUN_DIR/report.html)")
+    s.set_defaults(func=cmd_report)
+    s = sub.add_parser("inspect", help="gate utilisation of a run: mean weight per expert per task and "
+                       "scenario, entropy, collapse warnings")
+    s.add_argument("run", metavar="RUN_DIR", help="a folder `composer train` wrote")
+    s.add_argument("--split", default="valid", choices=["train", "valid", "test"], help="rows to run the "
+                   "gates on (default: valid)")
+    s.add_argument("--rows", type=int, help="only the first N rows of the split")
+    s.set_defaults(func=cmd_inspect)
     s = sub.add_parser("datasets", help="every built-in dataset: tasks, scenario, features, rows, files, "
                        "options (no data read, no TensorFlow)")
     s.add_argument("names", nargs="*", metavar="NAME", help="show these in full (options allowed: "
@@ -681,6 +828,9 @@ def main(argv=None) -> int:
     except BlueprintError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USER_ERROR
+    except KeyboardInterrupt:  # Ctrl-C outside training's own handling (loading, a second Ctrl-C)
+        print("composer: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # `composer summary ... | head` stopped reading: nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
         return 1

@@ -251,6 +251,11 @@ class Training(Strict):
     shuffle_buffer: int = Field(262_144, ge=0, le=1 << 30, description="Streaming: rows shuffled "
                                 "together (a buffer refilled as it empties; 0 keeps file order). Memory "
                                 "grows with it.")
+    device_budget_mb: int | None = Field(
+        None, ge=1, description="KERAS_BACKEND=jax: device memory (MiB) the training rows may take. Rows that "
+        "fit go to the device once and every epoch runs there in scanned steps; larger data streams to "
+        "the device in chunks, the next copied while the current one trains. Default: half the "
+        "device's free memory. `composer train --device-budget-mb`.")
     distribution: Literal["none", "mirrored", "data_parallel"] = Field(
         "none", description="`none`: one device; `mirrored`: every GPU of this machine "
         "(TensorFlow's MirroredStrategy, KERAS_BACKEND=tensorflow); `data_parallel`: every device of "

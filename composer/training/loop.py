@@ -20,52 +20,6 @@ def _optimizer(training):
     return cls(learning_rate=training.learning_rate)
 
 
-def _batches(x, y, w, batch_size, shuffle, seed, parallel=None):
-    import keras
-
-    if parallel is not None and parallel.shards_data:  # this process's part of each global batch
-        return parallel.batches(x, y, w, batch_size, shuffle, seed), {"shuffle": False}
-    if keras.backend.backend() == "tensorflow":
-        from ..data.tf_pipeline import make_dataset
-
-        return make_dataset(x, y, w, batch_size, shuffle, seed), {"shuffle": False}  # tf.data shuffles
-    return (x, y, w), {"batch_size": batch_size, "shuffle": shuffle}
-
-
-def _callbacks(exp: Experiment, x_valid, y_valid, w_valid):
-    import keras
-
-    from ..metrics import auc
-
-    class ExactValidationAUC(keras.callbacks.Callback):
-        """Exact AUC per task on the valid split (keras.metrics.AUC is a 200-threshold
-        approximation), logged as val_auc_<task> and their mean val_auc; and, from the same
-        predictions, the valid loss (val_loss, val_loss_<task>) whatever the monitor."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs if logs is not None else {}
-            pred = exp.parallel.predict(exp.model, x_valid)  # on this process alone
-            values = []
-            for task in exp.tasks:
-                keep = w_valid[task] > 0
-                value = auc(y_valid[task][keep, 0], np.asarray(pred[task])[keep, 0])
-                values.append(float("nan") if value is None else value)
-            losses = valid_loss(exp, y_valid, w_valid, pred)
-            agreed = exp.parallel.agree(values + list(losses.values()))  # every process stops at the same epoch
-            values = agreed[:len(values)]
-            for task, value in zip(exp.tasks, values):
-                logs[f"val_auc_{task}"] = value
-            known = [v for v in values if not np.isnan(v)]
-            logs["val_auc"] = float(np.mean(known)) if known else float("nan")
-            logs.update(zip(losses, agreed[len(values):]))
-
-    monitor = exp.bp.training.monitor
-    return [ExactValidationAUC(),
-            keras.callbacks.EarlyStopping(monitor=f"val_{monitor}", mode="min" if monitor == "loss" else "max",
-                                          patience=exp.bp.training.patience, restore_best_weights=True,
-                                          verbose=0)]
-
-
 def valid_loss(exp: Experiment, y, w, pred) -> dict[str, float]:
     """The training loss on the valid rows, from predictions already made (no second pass, and
     no per-replica split of the valid rows, which MirroredStrategy cannot do for an odd count):
@@ -80,18 +34,22 @@ def valid_loss(exp: Experiment, y, w, pred) -> dict[str, float]:
     return {"val_loss": float(keras.ops.convert_to_numpy(total)), **per_task}
 
 
-def fit(exp: Experiment, verbose: int = 1, epochs: int | None = None, batch_size: int | None = None):
-    """Train in place; returns the Keras History."""
-    if getattr(exp.dataset, "streaming", False):
-        from .streamed import fit_streaming
+def fit(exp: Experiment, verbose: int = 1, epochs: int | None = None, batch_size: int | None = None, *,
+        checkpoint_dir=None, resume=None):
+    """Train in place and return the history (``.history``: one list per logged value).
 
-        return fit_streaming(exp, verbose, epochs, batch_size)
+    ``checkpoint_dir``: where ``checkpoint.npz`` is written at the end of every epoch;
+    ``resume``: a ``composer.training.checkpoint.Checkpoint`` to continue from. A SIGINT or
+    SIGTERM stops at the next dispatch and raises ``Interrupted`` (the last finished epoch is in
+    the checkpoint; the model holds the best weights so far)."""
+    from .epochs import run_epochs
+    from .feeds import feed_for
+
     training = exp.bp.training
     batch_size = batch_size or training.batch_size
     trainer = start_training(exp)
-    parallel = exp.parallel
     counts = exp.dataset.counts()
-    parallel.check_batch_size(batch_size, rows=counts["train"])
+    exp.parallel.check_batch_size(batch_size, rows=counts["train"])
     for part in ("train", "valid"):
         if counts[part] == 0:
             from ..data.errors import DataError
@@ -100,18 +58,15 @@ def fit(exp: Experiment, verbose: int = 1, epochs: int | None = None, batch_size
                             f"{counts['valid']:,} valid, {counts['test']:,} test)", key="data",
                             hint="read more rows (--rows), or check the data's split rule: early stopping "
                             "needs valid rows")
-    x, y, w = exp.arrays("train")
-    xv, yv, wv = exp.arrays("valid")
-    data, kwargs = _batches(x, y, w, batch_size, True, training.seed, parallel)
-    if isinstance(data, tuple):
-        kwargs.update(x=data[0], y=data[1], sample_weight=data[2])
-    else:
-        kwargs["x"] = data
+    feed = feed_for(exp, trainer, batch_size)
     t0 = time.perf_counter()
-    with parallel.scope():
-        history = trainer.fit(epochs=epochs or training.epochs, verbose=verbose,
-                              callbacks=_callbacks(exp, xv, yv, wv), **kwargs)
-    finish_training(exp, history, time.perf_counter() - t0, len(next(iter(x.values()))))
+    try:
+        history = run_epochs(exp, trainer, feed, epochs or training.epochs, batch_size, verbose=verbose,
+                             checkpoint_dir=checkpoint_dir, resume=resume)
+    finally:
+        feed.close()
+    finish_training(exp, history, time.perf_counter() - t0, counts["train"])
+    exp.timings["feed"] = feed.describe()
     return history
 
 
@@ -137,8 +92,13 @@ def start_training(exp: Experiment):
 def finish_training(exp: Experiment, history, seconds: float, train_rows: int) -> None:
     """Timings and task weights of a finished ``fit``; the model made local to this process."""
     exp.timings["train_s"] = seconds
+    ran = history.history.get("time_train_s") or []
     exp.timings["epochs_run"] = len(history.history.get("loss", []))
-    exp.timings["train_examples_per_s"] = train_rows * exp.timings["epochs_run"] / seconds
+    exp.timings["train_examples_per_s"] = (train_rows * len(ran) / sum(ran) if ran and sum(ran) > 0 else
+                                           train_rows * exp.timings["epochs_run"] / max(seconds, 1e-9))
+    valid = history.history.get("time_valid_s") or []
+    if valid and ran:
+        exp.timings["valid_share"] = sum(valid) / (sum(valid) + sum(ran))
     exp.task_weights = exp.trainer.task_weight_values()
     exp.model = exp.parallel.host_model(exp.model)  # predict, report and save on this process alone
 

@@ -1,10 +1,17 @@
 """Run folders: what ``composer train`` writes and ``evaluate``, ``export``, ``predict`` read back;
 a missing or damaged file is a located error naming it.
+
+A run folder is claimed when training starts (``claim``: an existing one is refused unless
+``--overwrite``, which clears it first) and holds ``status.json`` (training / interrupted /
+finished, epochs done, the command that started it, for ``--resume``) and the epoch checkpoint
+while training runs. ``save_run`` writes the whole folder beside it and swaps it in by renames,
+so a reader never sees half of a run's files; the checkpoint moves into the new folder.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -13,13 +20,81 @@ from .experiment import Experiment
 
 RUN_FILES = {"model": "model.keras", "pre": "preprocessing.json", "blueprint": "blueprint.json",
              "data": "data.json", "plan": "loss_plan.json", "history": "history.csv",
-             "yaml": "blueprint.yaml", "dot": "blueprint.dot", "svg": "blueprint.svg"}
+             "yaml": "blueprint.yaml", "dot": "blueprint.dot", "svg": "blueprint.svg",
+             "status": "status.json", "checkpoint": "checkpoint.npz"}
 
 
+def write_json(path, value) -> None:
+    """Atomically replace ``path`` with ``value`` as JSON."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
 
-def save_run(exp: Experiment, out_dir: str, history=None, test_report=None) -> Path:
+
+def claim(out_dir, *, overwrite: bool = False, command: dict | None = None) -> Path:
+    """The run folder ``composer train`` writes into, created with a ``status.json`` saying
+    training; an existing non-empty folder is refused unless ``overwrite`` (which clears it)."""
+    from ..blueprint.errors import BlueprintError, Location
+
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise BlueprintError("the run folder is a file", location=Location(str(out)), key="--out",
+                             hint="pass a folder path to --out")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            status = read_status(out)
+            what = f"a {status['state']} run" if status else "files"
+            raise BlueprintError(f"the run folder already exists and holds {what}", location=Location(str(out)),
+                                 key="--out", hint="pass --overwrite to replace it, --resume "
+                                 f"{out} to continue it, or another --out")
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    write_json(out / RUN_FILES["status"], {"state": "training", "epochs_done": 0, "command": command or {},
+                                           "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return out
+
+
+def read_status(run) -> dict | None:
+    """``status.json`` of a run folder (None for a folder written before it existed, or none)."""
+    path = Path(run) / RUN_FILES["status"]
+    if not path.exists():
+        return None
+    return _run_file(Path(run), "status", lambda p: dict(json.loads(p.read_text(encoding="utf-8"))))
+
+
+def update_status(run, **values) -> None:
+    status = read_status(run) or {}
+    status.update(values)
+    write_json(Path(run) / RUN_FILES["status"], status)
+
+
+
+def save_run(exp: Experiment, out_dir: str, history=None, test_report=None, status: dict | None = None) -> Path:
+    """Write the run folder: every file into a sibling folder, then swapped in by renames (the
+    checkpoint and status of a claimed folder carried over, the status updated by ``status``)."""
+    final = Path(out_dir)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    out = final.with_name(f".{final.name}.partial-{os.getpid()}")
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir()
+    _write_files(exp, out, history, test_report)
+    previous = read_status(final) if final.is_dir() else None
+    write_json(out / RUN_FILES["status"], {**(previous or {}), "state": "finished", **(status or {})})
+    if (final / RUN_FILES["checkpoint"]).exists():
+        os.replace(final / RUN_FILES["checkpoint"], out / RUN_FILES["checkpoint"])
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+        os.replace(out, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(out, final)
+    return final
+
+
+def _write_files(exp: Experiment, out: Path, history, test_report) -> None:
     exp.model.save(out / RUN_FILES["model"])
     exp.pre.save(str(out / RUN_FILES["pre"]))
     (out / RUN_FILES["blueprint"]).write_text(json.dumps(exp.bp.model_dump(mode="json"), indent=2))
@@ -38,7 +113,6 @@ def save_run(exp: Experiment, out_dir: str, history=None, test_report=None) -> P
         pd.DataFrame(history.history).rename_axis("epoch").to_csv(out / RUN_FILES["history"])
     if test_report is not None:
         test_report.save(str(out))
-    return out
 
 
 def _save_diagram(graph, out: Path) -> None:
@@ -102,6 +176,11 @@ def check_run_folder(run_dir) -> Path:
         raise BlueprintError("no such run folder" if not run.exists() else "not a folder", location=Location(str(run)),
                              hint="pass the folder `composer train` wrote (runs/NAME-DATA-TIME, or its --out)")
     missing = [f for f in ("model", "pre", "blueprint", "data") if not (run / RUN_FILES[f]).exists()]
+    status = read_status(run) if missing else None
+    if missing and status and status.get("state") == "training":
+        raise BlueprintError(f"this run is still training, or stopped before writing its files "
+                             f"({status.get('epochs_done', 0)} epoch(s) checkpointed)", location=Location(str(run)),
+                             hint=f"wait for it, or continue it: composer train --resume {run}")
     if missing:
         raise BlueprintError(f"not a run folder: {', '.join(RUN_FILES[m] for m in missing)} missing",
                              location=Location(str(run)), hint="pass the folder `composer train` wrote")

@@ -29,6 +29,8 @@ import time
 import keras
 import numpy as np
 
+from .feeds import Feed
+
 _END = object()
 PREFETCH_ROWS = 65536
 
@@ -251,37 +253,45 @@ def targets(exp, split: str):
             {t: np.concatenate(v) if v else np.zeros((0,), "float32") for t, v in ws.items()})
 
 
-def fit_streaming(exp, verbose: int = 1, epochs: int | None = None, batch_size: int | None = None):
-    """``training.fit`` on a streamed dataset: the same trainer, seed, exact validation AUC and
-    early stopping, fed by ``StreamBatches``."""
-    from ..blueprint.errors import BlueprintError
-    from .loop import _callbacks, finish_training, start_training
+class StreamFeed(Feed):
+    """The epoch feed (composer/training/feeds.py) of a streamed dataset: one Keras ``fit`` epoch
+    per call on ``StreamBatches``, whose pass ``epoch + 1`` shuffles by (seed, epoch + 1) whatever
+    came before, so a resumed run reads the batches an uninterrupted one would."""
 
-    training = exp.bp.training
-    if getattr(training, "distribution", "none") != "none":
-        raise BlueprintError("streaming trains on one device", key="training.distribution",
-                             hint="set distribution: none, or train in memory")
-    batch_size = batch_size or training.batch_size
-    trainer = start_training(exp)
-    counts = exp.dataset.counts()
-    train = StreamBatches(lambda: packed(exp, "train"), counts["train"], batch_size,
-                          shuffle_rows=training.shuffle_buffer, seed=training.seed)
-    x_valid = StreamBatches(lambda: packed(exp, "valid", targets=False), counts["valid"], 8192)
-    feeds = [train, x_valid]
-    y_valid, w_valid = targets(exp, "valid")
-    kwargs = {}  # the valid loss comes from the callback's predictions (training.valid_loss)
-    t0 = time.perf_counter()
-    try:
-        history = trainer.fit(train, epochs=epochs or training.epochs, verbose=verbose, shuffle=False,
-                              callbacks=[InputStats(train), *_callbacks(exp, x_valid, y_valid, w_valid)],
-                              **kwargs)
-    finally:
-        for feed in feeds:
+    def __init__(self, exp, trainer, batch_size: int):
+        from ..blueprint.errors import BlueprintError
+
+        training = exp.bp.training
+        if getattr(training, "distribution", "none") != "none":
+            raise BlueprintError("streaming trains on one device", key="training.distribution",
+                                 hint="set distribution: none, or train in memory")
+        super().__init__(exp, trainer)
+        counts = exp.dataset.counts()
+        self.train = StreamBatches(lambda: packed(exp, "train"), counts["train"], batch_size,
+                                   shuffle_rows=training.shuffle_buffer, seed=training.seed)
+        self.x_valid = StreamBatches(lambda: packed(exp, "valid", targets=False), counts["valid"], 8192)
+        self.stats = InputStats(self.train)
+        trainer.optimizer.build(trainer.trainable_variables)
+
+    def train_epoch(self, epoch, should_stop):
+        from .feeds import stop_callback
+
+        self.train.passes = epoch
+        history = self.trainer.fit(self.train, epochs=1, verbose=0, shuffle=False,
+                                   callbacks=[self.stats, stop_callback(should_stop)])
+        self.exp.timings.setdefault("stream_rows_per_epoch", []).extend(self.train.rows_per_pass[-1:])
+        return {k: float(v[-1]) for k, v in history.history.items() if v}
+
+    def valid_targets(self):
+        return targets(self.exp, "valid")
+
+    def predict_valid(self):
+        out = self.exp.model.predict(self.x_valid, verbose=0)
+        return {t: np.asarray(out[t]).reshape(-1) for t in self.exp.tasks}
+
+    def close(self):
+        for feed in (self.train, self.x_valid):
             feed.close()
-    finish_training(exp, history, time.perf_counter() - t0, counts["train"])
-    exp.timings["stream_rows_per_epoch"] = list(train.rows_per_pass)
-    exp.timings["input_wait"] = history.history.get("input_wait", [])
-    return history
 
 
 def predict_streaming(exp, split: str) -> dict[str, np.ndarray]:
