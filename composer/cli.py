@@ -227,7 +227,7 @@ def _overrides(args) -> dict:
              "seed": "seed", "monitor": "monitor", "patience": "patience", "precision": "precision",
              "distribution": "distribution",
              "stream": "stream", "chunk_rows": "chunk_rows", "shuffle_buffer": "shuffle_buffer",
-             "device_budget_mb": "device_budget_mb"}
+             "device_budget_mb": "device_budget_mb", "loop": "loop"}
     return {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg, None) is not None}
 
 
@@ -264,6 +264,7 @@ def cmd_train(args) -> int:
                             cluster_flags=[args.coordinator, args.num_processes, args.process_id])
     cluster = Cluster.from_env(args.coordinator, args.num_processes, args.process_id)
     command = _train_command(args)
+    resume = _checkpoint_of(Path(args.resume)) if args.resume else None  # a damaged one stops before loading
     _quiet_tf()
     from . import training
     from .training import run_folder
@@ -272,10 +273,8 @@ def cmd_train(args) -> int:
                            training=command["training"], cluster=cluster, sets=command["sets"])
     if not cluster.is_chief:  # only process 0 reports and writes the run folder
         return _train_worker(exp, cluster)
-    resume = None
     if args.resume:
         out = Path(args.resume)
-        resume = _checkpoint_of(out)
     else:
         out = run_folder.claim(args.out or training.default_run_dir(exp.bp.name, exp.data_name),
                                overwrite=args.overwrite, command=command)
@@ -710,6 +709,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help="clear an existing --out folder first")
     s.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last finished "
                    "epoch (alone it repeats the run's command; --epochs may raise its epoch count)")
+    s.add_argument("--loop", help="override training.loop (auto: the scanned loop on JAX; fit: Keras fit)")
     s.add_argument("--device-budget-mb", type=int, help="override training.device_budget_mb (JAX: device "
                    "memory the training rows may take; more streams in chunks)")
     s.add_argument("--verbose", type=int, default=2 if not sys.stdout.isatty() else 1,

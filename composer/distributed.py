@@ -316,6 +316,15 @@ def for_training(bp, cluster: Cluster | None = None) -> Parallel:
 
 
 # -- the data each process feeds ---------------------------------------------------------------
+def epoch_permutation(seed: int, epoch, rows: int):
+    """The order of the training rows in ``epoch``: a JAX permutation of ``fold_in(PRNGKey(seed),
+    epoch)``, traceable, so Composer's scanned loop draws it on the device and every process of a
+    data_parallel run draws the same one on its host (one process and N see the same batches)."""
+    import jax
+
+    return jax.random.permutation(jax.random.fold_in(jax.random.PRNGKey(seed), epoch), rows)
+
+
 @functools.cache
 def sharded_batches_class():
     """``ShardedBatches``, a ``keras.utils.PyDataset`` (defined on first use: Keras imports late)."""
@@ -344,7 +353,7 @@ def sharded_batches_class():
         def _order(self, epoch):
             if not self.shuffle:
                 return np.arange(self.rows)
-            return np.random.default_rng([self.seed, epoch]).permutation(self.rows)
+            return np.asarray(epoch_permutation(self.seed, epoch, self.rows))
 
         def __len__(self):
             return math.ceil(self.rows / self.batch_size)

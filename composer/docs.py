@@ -2,7 +2,8 @@
 
 ``python -m composer.docs`` writes ``docs/blocks/<type>.md`` (one page per registered block),
 ``docs/language.md`` (the blueprint language) and ``docs/gallery.md`` with
-``docs/gallery/<blueprint>.svg``. ``--check`` regenerates in memory and exits 1 listing what is
+``docs/gallery/<blueprint>.svg`` and the review diagrams ``docs/gallery/diff_<a>_<b>.svg``
+(``GALLERY_DIFFS``). ``--check`` regenerates in memory and exits 1 listing what is
 missing or stale. Pure Python: nothing here imports TensorFlow or Keras.
 """
 from __future__ import annotations
@@ -753,13 +754,58 @@ def _graph_of(path: Path):
     return build_graph(bp, doc)
 
 
+# the reviews the gallery shows, drawn by `composer diff A B -o ...` (before, after)
+GALLERY_DIFFS = (("shared_bottom", "mmoe"), ("mmoe", "ple"), ("shared_bottom", "star"))
+DIFFS_TITLE = "Reviews: composer diff"
+
+
+def diff_svg(before: str, after: str) -> str:
+    return f"gallery/diff_{before}_{after}.svg"
+
+
+def _gallery_diffs(graphs: dict) -> list[tuple[str, str]]:
+    return [(a, b) for a, b in GALLERY_DIFFS if a in graphs and b in graphs]
+
+
+def _review_diff(graphs: dict, before: str, after: str):
+    from .review_diff import diff_graphs
+
+    return diff_graphs(graphs[before], graphs[after])
+
+
+def diffs_section(graphs: dict) -> list[str]:
+    from .review_diagram import diff_to_dot
+
+    pairs = _gallery_diffs(graphs)
+    if not pairs:
+        return []
+    out = [f"## {DIFFS_TITLE}", "",
+           "`composer diff A.yaml B.yaml -o diff.svg` prints what changed and draws both blueprints in one "
+           "diagram: blocks added in green, removed in red (dashed), changed in orange with their old → new "
+           "values; each block's parameters, and the model's before and after in the title.", ""]
+    for before, after in pairs:
+        diff = _review_diff(graphs, before, after)
+        out += [f"### {before} → {after}", "",
+                f"`composer diff blueprints/{before}.yaml blueprints/{after}.yaml "
+                f"-o {Path(diff_svg(before, after)).name}`",
+                "", "```", diff.text(), "```", "",
+                f"![{before} → {after}]({diff_svg(before, after)})", "",
+                f"<!-- diagram source sha256: {hashlib.sha256(diff_to_dot(diff).source.encode()).hexdigest()[:16]} -->",
+                ""]
+    return out
+
+
 def gallery_page(files: list[Path], graphs: dict) -> str:
     from .diagram import to_dot
 
     out = ["# Gallery", "", HEADER.format(source="`blueprints/*.yaml`"), "",
            "Every blueprint in `blueprints/`, drawn by `composer render`. Clusters: the shared part and "
-           "one per task; a dashed box is a composite block's expansion.", ""]
-    out += [f"- [{p.stem}](#{_anchor(p.stem)})" for p in files] + [""]
+           "one per task; a dashed box is a composite block's expansion. A green edge from the scenario "
+           "input goes to each block that routes by scenario; a grey dotted block feeds no output.", ""]
+    out += [f"- [{p.stem}](#{_anchor(p.stem)})" for p in files]
+    if _gallery_diffs(graphs):
+        out.append(f"- [{DIFFS_TITLE}](#{_anchor(DIFFS_TITLE)})")
+    out.append("")
     for p in files:
         graph = graphs[p.stem]
         bp = graph.blueprint
@@ -777,6 +823,7 @@ def gallery_page(files: list[Path], graphs: dict) -> str:
                 # this digest makes the page, and so the check, stale when the drawing would change
                 f"<!-- diagram source sha256: {hashlib.sha256(to_dot(graph).source.encode()).hexdigest()[:16]} -->",
                 ""]
+    out += diffs_section(graphs)
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -791,7 +838,7 @@ def generate(blueprints: Path = BLUEPRINTS) -> tuple[dict[str, str], list[str]]:
     bps = blueprint_files(blueprints)
     graphs = {p.stem: _graph_of(p) for p in bps}
     files["gallery.md"] = gallery_page(bps, graphs)
-    return files, [f"gallery/{p.stem}.svg" for p in bps]
+    return files, [f"gallery/{p.stem}.svg" for p in bps] + [diff_svg(a, b) for a, b in _gallery_diffs(graphs)]
 
 
 def _orphans(docs: Path, files: dict[str, str], svgs: list[str]) -> list[str]:
@@ -819,6 +866,7 @@ def check(docs: Path = DOCS, blueprints: Path = BLUEPRINTS) -> list[str]:
 def write(docs: Path = DOCS, blueprints: Path = BLUEPRINTS) -> list[str]:
     """Write every page and diagram; remove pages of blocks and blueprints that are gone."""
     from .diagram import render
+    from .review_diagram import render_diff
 
     files, svgs = generate(blueprints)
     for rel in _orphans(docs, files, svgs):
@@ -831,8 +879,13 @@ def write(docs: Path = DOCS, blueprints: Path = BLUEPRINTS) -> list[str]:
             path.write_text(text)
             written.append(rel)
     (docs / "gallery").mkdir(parents=True, exist_ok=True)
+    graphs = {p.stem: _graph_of(p) for p in blueprint_files(blueprints)}
+    diffs = {diff_svg(a, b): (a, b) for a, b in _gallery_diffs(graphs)}
     for rel in svgs:
-        render(_graph_of(blueprints / (Path(rel).stem + ".yaml")), str(docs / rel))
+        if rel in diffs:
+            render_diff(_review_diff(graphs, *diffs[rel]), str(docs / rel))
+        else:
+            render(graphs[Path(rel).stem], str(docs / rel))
         written.append(rel)
     return written
 

@@ -192,7 +192,9 @@ def _weights(run: Path):
 def test_two_processes_match_one_process(tmp_path):
     # both runs at once: the two workers mostly wait on each other, the cores are better used
     two = _train(["--workers", "2"], tmp_path / "two")
-    one = _train(["--distribution", "data_parallel"], tmp_path / "one")
+    # the same engine in one process: Keras fit (several processes train with it; one process's
+    # default, the scanned loop, is checked against one device in tests/test_jax_trainer.py)
+    one = _train(["--distribution", "data_parallel", "--loop", "fit"], tmp_path / "one")
     out2, err2 = two.communicate(timeout=300)
     out1, err1 = one.communicate(timeout=300)
     assert two.returncode == 0, out2[-3000:] + err2[-3000:]

@@ -56,6 +56,7 @@ class Block(BaseModel):
     reads_features: ClassVar[bool] = False  # reads the input stage (drawn from the features node)
     feature_field: ClassVar[str] = "group"  # the field naming what it reads there
     takes_tasks: ClassVar[bool] = False  # a composite whose per-task ports honour `tasks`
+    routes_by_scenario: ClassVar[bool] = False  # reads each sample's scenario id (`ctx.scenario()`)
 
     # -- the graph side (pure Python) ------------------------------------------------------
     def references(self) -> dict[str, str | list[str] | dict[str, str]]:

@@ -42,6 +42,7 @@ class SplitMerge(_ScenarioBlock):
     activation: Activation = Field("relu", description="Activation of the hidden layers.")
     routing: Routing = Field("auto", description=_ROUTING_DOC)
     refs = ("input",)
+    routes_by_scenario = True
     paper = "Split & Merge scenario towers, as in FunRec's multi-scenario chapter"
 
     def infer(self, inputs, ctx) -> Out:
@@ -106,6 +107,7 @@ class StarFcn(_ScenarioBlock):
     logit: bool = Field(True, description="End with a one-unit linear layer (a logit).")
     routing: Routing = Field("auto", description=_ROUTING_DOC)
     refs = ("input",)
+    routes_by_scenario = True
     paper = "Sheng et al., One Model to Serve All: Star Topology Adaptive Recommender, CIKM 2021"
 
     def _units(self):
@@ -140,6 +142,7 @@ class PartitionedNorm(_ScenarioBlock):
     momentum: float = Field(0.99, gt=0, lt=1, description="Moving-average momentum.")
     epsilon: float = Field(1e-3, gt=0, description="Added to the variance.")
     refs = ("input",)
+    routes_by_scenario = True
     paper = StarFcn.paper
 
     def infer(self, inputs, ctx) -> Out:
@@ -205,6 +208,7 @@ class HmoeFusion(_ScenarioBlock):
     scores: list[str] = Field(min_length=2, description="One logit per scenario, in scenario order.")
     per_scenario_weights: bool = Field(False, description="One fusion-weight net per scenario.")
     refs = ("input", "scores")
+    routes_by_scenario = True
     stop_gradient_refs = {"scores": "stop-grad unless own scenario"}
     paper = "Li et al., Improving Multi-Scenario Learning to Rank in E-commerce (HMoE), CIKM 2020"
 

@@ -251,6 +251,10 @@ class Training(Strict):
     shuffle_buffer: int = Field(262_144, ge=0, le=1 << 30, description="Streaming: rows shuffled "
                                 "together (a buffer refilled as it empties; 0 keeps file order). Memory "
                                 "grows with it.")
+    loop: Literal["auto", "fit"] = Field(
+        "auto", description="`auto`: under KERAS_BACKEND=jax in one process Composer's scanned loop (data "
+        "on the device, many steps per dispatch), elsewhere Keras `fit`; `fit`: Keras `fit` on every "
+        "backend, one epoch per call (the path before the scanned loop). `composer train --loop`.")
     device_budget_mb: int | None = Field(
         None, ge=1, description="KERAS_BACKEND=jax: device memory (MiB) the training rows may take. Rows that "
         "fit go to the device once and every epoch runs there in scanned steps; larger data streams to "

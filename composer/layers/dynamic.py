@@ -375,11 +375,14 @@ class MetaAttention(keras.layers.Layer):
                             [tuple(scenario), (None, experts[1], int(experts[-1]) + self.task_dim)])
 
     def call(self, inputs):
+        return ops.einsum("bk,bkd->bd", self.expert_weights(inputs), inputs[0])
+
+    def expert_weights(self, inputs):
+        """``(batch, K)`` weights ``a_i`` over the experts (rows sum to 1); inputs as for ``call``."""
         experts, scenario = inputs
         task = ops.zeros_like(experts[..., :1]) + self.task_embedding
         scores = self._meta([scenario, ops.concatenate([experts, task], axis=-1)])
-        weights = ops.softmax(ops.squeeze(scores, axis=-1), axis=-1)
-        return ops.einsum("bk,bkd->bd", weights, experts)
+        return ops.softmax(ops.squeeze(scores, axis=-1), axis=-1)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], input_shape[0][-1])

@@ -236,13 +236,19 @@ class HmoeFusion(keras.layers.Layer):
     def call(self, inputs):
         x, scenario, *logits = inputs
         one_hot = scenario_one_hot(scenario, self.scenarios, x.dtype)
-        if self.per_scenario_weights:
-            weights = ops.softmax(route_dense(x, self.kernel, self.bias, scenario, one_hot, "all_then_own"))
-        else:
-            weights = ops.softmax(ops.matmul(x, self.kernel[0]) + self.bias[0])
+        weights = self.fusion_weights(inputs)
         scores = ops.sigmoid(ops.concatenate(logits, axis=-1))  # (B, S)
         scores = one_hot * scores + (1.0 - one_hot) * ops.stop_gradient(scores)
         return ops.sum(weights * scores, axis=-1, keepdims=True)
+
+    def fusion_weights(self, inputs):
+        """``(batch, S)`` softmax weights ``W(x)`` over the scenario towers; inputs as for ``call``
+        (the logits are not read)."""
+        x, scenario = inputs[0], inputs[1]
+        if self.per_scenario_weights:
+            one_hot = scenario_one_hot(scenario, self.scenarios, x.dtype)
+            return ops.softmax(route_dense(x, self.kernel, self.bias, scenario, one_hot, "all_then_own"))
+        return ops.softmax(ops.matmul(x, self.kernel[0]) + self.bias[0])
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], 1)

@@ -153,7 +153,9 @@ def _keep_best(feed, stopper) -> None:
 
 def _epoch_line(epoch: int, epochs: int, logs: dict, tasks) -> str:
     parts = [f"epoch {epoch + 1}/{epochs}", f"{logs['time_train_s'] + logs['time_valid_s']:.1f}s "
-             f"(valid {100 * logs['valid_share']:.0f}%)", f"loss {logs.get('loss', float('nan')):.4f}"]
-    parts += [f"val_auc_{t} {logs[f'val_auc_{t}']:.4f}" for t in tasks if f"val_auc_{t}" in logs]
-    parts.append(f"val_loss {logs.get('val_loss', float('nan')):.4f}")
+             f"(valid {100 * logs['valid_share']:.0f}%)", f"loss: {logs.get('loss', float('nan')):.4f}"]
+    parts += [f"val_auc_{t}: {logs[f'val_auc_{t}']:.4f}" for t in tasks if f"val_auc_{t}" in logs]
+    parts.append(f"val_loss: {logs.get('val_loss', float('nan')):.4f}")
+    if "rows_per_s" in logs:  # a streamed epoch: how fast rows came and how long training waited
+        parts += [f"rows_per_s: {logs['rows_per_s']:,.0f}", f"input_wait: {logs['input_wait']:.3f}"]
     return " - ".join(parts)

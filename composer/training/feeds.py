@@ -26,7 +26,8 @@ def feed_for(exp, trainer, batch_size: int):
 
         return StreamFeed(exp, trainer, batch_size)
     x, y, w = exp.arrays("train")
-    if keras.backend.backend() == "jax" and not exp.parallel.cluster.multi_process:
+    if (keras.backend.backend() == "jax" and not exp.parallel.cluster.multi_process
+            and exp.bp.training.loop == "auto"):
         return ScanFeed(exp, trainer, x, y, w, batch_size)
     return KerasFeed(exp, trainer, x, y, w, batch_size)
 
@@ -96,7 +97,8 @@ class ScanFeed(Feed):
                              budget_bytes=budget * 2**20 if budget else None)
 
     def train_epoch(self, epoch, should_stop):
-        return self.loop.train_epoch(epoch, should_stop)
+        with self.exp.parallel.scope():  # traced as Keras fit traces (random ops follow the distribution)
+            return self.loop.train_epoch(epoch, should_stop)
 
     def predict_valid(self):
         x, _, _ = self.valid_arrays()
@@ -136,7 +138,8 @@ class KerasFeed(Feed):
 
     def _fit_args(self, epoch: int) -> dict:
         if self.sharded is not None:  # this process's part of every global batch
-            self.sharded.epochs_begun = epoch
+            self.sharded.epochs_begun = epoch  # whether or not Keras calls its on_epoch_begin
+            self.sharded.order = self.sharded._order(epoch)
             return {"x": self.sharded, "shuffle": False}
         if self.backend == "tensorflow":
             from ..data.tf_pipeline import make_dataset, to_tensors
@@ -146,7 +149,13 @@ class KerasFeed(Feed):
             return {"x": make_dataset(*self.data, self.batch_size, True, self.seed, epoch=epoch,
                                       tensors=self._tensors), "shuffle": False}
         x, y, w = self.data
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(next(iter(x.values()))))
+        rows = len(next(iter(x.values())))
+        if self.backend == "jax":  # the scanned loop's order
+            from ..distributed import epoch_permutation
+
+            order = np.asarray(epoch_permutation(self.seed, epoch, rows))
+        else:
+            order = np.random.default_rng([self.seed, epoch]).permutation(rows)
         take = lambda d: {k: v[order] for k, v in d.items()}  # noqa: E731
         return {"x": take(x), "y": take(y), "sample_weight": take(w), "batch_size": self.batch_size,
                 "shuffle": False}

@@ -164,7 +164,9 @@ class ScanLoop:
         return self.trainer.train_step(state, batch)[1]
 
     def _draw_permutation(self, epoch, rows: int):
-        return jax.random.permutation(jax.random.fold_in(jax.random.PRNGKey(self.seed), epoch), rows)
+        from ..distributed import epoch_permutation
+
+        return epoch_permutation(self.seed, epoch, rows)
 
     def _metrics_result(self, metrics_values):
         with keras.StatelessScope(state_mapping=list(zip(self.trainer.metrics_variables, metrics_values))):

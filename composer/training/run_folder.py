@@ -152,6 +152,8 @@ def load_run(run_dir: str, data: str | None = None, rows: int | None = None, *,
     bp = _run_file(run, "blueprint", lambda p: blueprint_model().model_validate(json.loads(p.read_text())))
     meta = _run_file(run, "data", lambda p: dict(json.loads(p.read_text())))
     data_name = data or meta.get("name")
+    if rows is None and data is None:  # the rows it trained on (--rows), so the splits are the same
+        rows = ((read_status(run) or {}).get("command") or {}).get("rows")
     pre = _run_file(run, "pre", lambda p: Preprocessor.load(str(p)))
     graph = build_graph(bp, None, vocab_sizes=pre.vocab_sizes())
     if not with_data:
