@@ -111,13 +111,18 @@ def cmd_render(args) -> int:
 
     check_format(args.output)
     graph = _load_graph(args.file, args.data, _sets(args))
-    _parent_folder(args.output)
+    return _draw(render, graph, args.output)
+
+
+def _draw(render, what, output: str) -> int:
+    """``render(what, output)`` into a folder made if needed; Graphviz's failure is exit 2."""
+    _parent_folder(output)
     try:
-        render(graph, args.output)
+        render(what, output)
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    print(f"wrote {args.output}")
+    print(f"wrote {output}")
     return 0
 
 
@@ -135,13 +140,7 @@ def cmd_diff(args) -> int:
     if args.output:
         from .review_diagram import render_diff
 
-        _parent_folder(args.output)
-        try:
-            render_diff(diff, args.output)
-        except RuntimeError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_USER_ERROR
-        print(f"wrote {args.output}")
+        return _draw(render_diff, diff, args.output)
     return 0
 
 
