@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ import pytest
 from composer.cli import main
 from composer.metrics import Report
 from composer.paired import paired_differences
+from cli_helpers import composer, one_error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -135,39 +134,26 @@ def test_a_run_without_gates_or_history(compare, tmp_path, capsys):
         "meta_attention or hmoe_fusion block, so there are no expert weights to inspect")
 
 
-def composer(*args):
-    return subprocess.run([sys.executable, "-m", "composer", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, env=ENV, timeout=120)
-
-
-def one_sentence(proc) -> str:
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
-
-
 def test_bad_folders_and_outputs_are_one_located_sentence(run, compare, tmp_path):
     missing = tmp_path / "nope"
-    assert one_sentence(composer("report", missing)).startswith(f"{missing}: no such run folder")
-    assert one_sentence(composer("inspect", missing)).startswith(f"{missing}: no such run folder")
+    assert one_error_line(composer("report", missing)).startswith(f"{missing}: no such run folder")
+    assert one_error_line(composer("inspect", missing)).startswith(f"{missing}: no such run folder")
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "not a run folder: model.keras, preprocessing.json" in one_sentence(composer("report", empty))
+    assert "not a run folder: model.keras, preprocessing.json" in one_error_line(composer("report", empty))
     damaged = tmp_path / "damaged"
     shutil.copytree(run, damaged)
     (damaged / "history.csv").write_text("epoch,loss\n0,0.7\n1,not a number\n")
-    line = one_sentence(composer("report", damaged))
+    line = one_error_line(composer("report", damaged))
     assert line.startswith(f"{damaged / 'history.csv'}: damaged run folder: history.csv does not read")
-    line = one_sentence(composer("report", run, "-o", tmp_path / "report.txt"))
+    line = one_error_line(composer("report", run, "-o", tmp_path / "report.txt"))
     assert "report.txt" in line and "name a .html file" in line
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    line = one_sentence(composer("report", run, "-o", blocker / "report.html"))
+    line = one_error_line(composer("report", run, "-o", blocker / "report.html"))
     assert line.startswith(f"{blocker}: cannot create this folder")
-    assert "--rows" in one_sentence(composer("inspect", run, "--rows", "0"))
+    assert "--rows" in one_error_line(composer("inspect", run, "--rows", "0"))
     broken = tmp_path / "broken-compare"
     broken.mkdir()
     (broken / "compare.txt").write_text("nothing\n")
-    assert "not a compare folder" in one_sentence(composer("report", broken))
+    assert "not a compare folder" in one_error_line(composer("report", broken))

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,11 @@ from composer.graph import build_graph
 from composer.review_diagram import diff_to_dot
 from composer.review_diff import ADDED, CHANGED, REMOVED, SAME, diff_graphs
 
+import cli_helpers
+from cli_helpers import one_error_line
 from test_blueprints_golden import VOCAB
+
+composer = partial(cli_helpers.composer, timeout=60)
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -174,32 +179,19 @@ def test_writes_the_review_diagram(tmp_path, capsys):
     assert svg.read_text().lstrip().startswith(("<?xml", "<svg"))
 
 
-def composer(*args):
-    return subprocess.run([sys.executable, "-m", "composer", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, env=ENV, timeout=60)
-
-
-def one_line(proc) -> str:
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
-
-
 def test_user_mistakes_exit_2_with_one_located_line(tmp_path):
     missing = tmp_path / "nope.yaml"
-    assert one_line(composer("diff", bp("mmoe"), missing)).startswith(f"{missing}: cannot read file")
+    assert one_error_line(composer("diff", bp("mmoe"), missing)).startswith(f"{missing}: cannot read file")
     bad = tmp_path / "bad.yaml"
     bad.write_text(Path(bp("mmoe")).read_text().replace("experts: 4", "expert: 4"))
-    line = one_line(composer("diff", bad, bp("ple")))
+    line = one_error_line(composer("diff", bad, bp("ple")))
     assert line.startswith(f"{bad}:") and "unknown key 'expert'" in line
-    line = one_line(composer("diff", bp("mmoe"), bp("ple"), "-o", tmp_path / "review.jpg"))
+    line = one_error_line(composer("diff", bp("mmoe"), bp("ple"), "-o", tmp_path / "review.jpg"))
     assert "'.jpg' is not a diagram format" in line
     assert not (tmp_path / "review.jpg").exists()
     blocked = tmp_path / "a-file"
     blocked.write_text("")
-    assert "a file is in the way" in one_line(composer("diff", bp("mmoe"), bp("ple"), "-o", blocked / "x.svg"))
+    assert "a file is in the way" in one_error_line(composer("diff", bp("mmoe"), bp("ple"), "-o", blocked / "x.svg"))
 
 
 def test_diff_imports_no_tensorflow_keras_jax_or_torch(tmp_path):
