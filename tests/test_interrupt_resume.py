@@ -134,3 +134,27 @@ def test_resume_refuses_another_blueprint_and_a_run_without_checkpoint(small_run
     (folder / "checkpoint.npz").unlink()
     none = composer("train", "--resume", folder)
     assert none.returncode == 2 and "nothing to resume: no epoch finished" in none.stderr
+
+
+def test_train_and_resume_mistakes_are_one_located_line(tmp_path, capsys):
+    from composer.cli import main
+
+    assert main(["train"]) == 2
+    assert capsys.readouterr().err.strip() == ("BLUEPRINT: train needs a blueprint; composer train BLUEPRINT.yaml, "
+                                               "or composer train --resume RUN_DIR")
+    assert main(["train", "--resume", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.strip() == ("--out: --resume continues its own folder; drop --out/--overwrite, "
+                                               "or train anew without --resume")
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (f"{tmp_path}: --resume: not a run folder that can resume (no "
+                                               "status.json with its command); pass a folder `composer train` wrote")
+    (tmp_path / "file").write_text("x")
+    assert main(["train", MMOE, "--data", "synthetic:rows=3000", "--out", str(tmp_path / "file")]) == 2
+    assert capsys.readouterr().err.strip() == f"{tmp_path / 'file'}: --out: the run folder is a file; pass a folder path to --out"
+    from composer.training.run_folder import claim
+
+    claim(tmp_path / "busy", command={"blueprint": MMOE})
+    assert main(["evaluate", str(tmp_path / "busy")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"{tmp_path / 'busy'}: this run is still training, or stopped before writing its files (0 epoch(s) "
+        f"checkpointed); wait for it, or continue it: composer train --resume {tmp_path / 'busy'}")
