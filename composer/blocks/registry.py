@@ -16,6 +16,7 @@ def register(cls: type[Block]) -> type[Block]:
 
 def all_blocks() -> dict[str, type[Block]]:
     from . import chains, dense, dynamic, experts, features, scenario, sequence  # noqa: F401  (registers the families)
+    from . import multitask, scenario_adaptive, scenario_mixture  # noqa: F401
 
     return dict(_BLOCKS)
 

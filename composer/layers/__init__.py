@@ -5,3 +5,4 @@ layer under the ``composer`` package name for ``keras.saving``.
 """
 from . import chains, dense, dynamic, experts, features, scenario  # noqa: F401
 from . import sequence  # noqa: F401
+from . import multitask, scenario_adaptive, scenario_mixture  # noqa: F401

@@ -1,0 +1,2 @@
+"""multitask blocks (being written)."""
+from __future__ import annotations

@@ -1,0 +1,2 @@
+"""scenario_adaptive blocks (being written)."""
+from __future__ import annotations

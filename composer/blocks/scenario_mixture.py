@@ -1,0 +1,2 @@
+"""scenario_mixture blocks (being written)."""
+from __future__ import annotations

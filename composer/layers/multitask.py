@@ -1,0 +1,2 @@
+"""multitask layers (being written)."""
+from __future__ import annotations

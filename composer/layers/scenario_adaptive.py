@@ -1,0 +1,2 @@
+"""scenario_adaptive layers (being written)."""
+from __future__ import annotations

@@ -1,0 +1,2 @@
+"""scenario_mixture layers (being written)."""
+from __future__ import annotations
