@@ -16,12 +16,12 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 
-def _load_graph(file: str, data: str | None = None, sets=None):
+def _load_graph(file: str, data: str | None = None, sets=None, vocab_sizes=None):
     from .blueprint import load_blueprint
     from .graph import build_graph
 
     bp, doc = load_blueprint(file, data=data, sets=sets)
-    return build_graph(bp, doc)
+    return build_graph(bp, doc, vocab_sizes=vocab_sizes)
 
 
 def _sets(args) -> list[str] | None:
@@ -147,9 +147,10 @@ def cmd_diff(args) -> int:
 def cmd_plan(args) -> int:
     from .losses import LossPlan
 
-    graph = _load_graph(args.file, args.data, _sets(args))
+    graph = _load_graph(args.file, args.data, _sets(args), vocab_sizes=_fitted_vocab_sizes(args.run))
     plan = LossPlan.from_blueprint(graph.blueprint)
     print(plan.table())
+    _print_memory_plan(graph, args)
     if plan.fusion in ("gradnorm", "pareto"):
         tasks = [t.task for t in plan.trained]
         if plan.fusion == "gradnorm":
@@ -160,6 +161,49 @@ def cmd_plan(args) -> int:
             shared = [n for n in graph.shared_nodes(tasks) if graph.nodes[n].params]
             print(f"\nPE-LTR's shared parameters: {', '.join(shared)}")
     return 0
+
+
+def _fitted_vocab_sizes(run) -> dict | None:
+    """The table sizes a trained run fitted (its preprocessing.json; pure JSON, no Keras)."""
+    if not run:
+        return None
+    from .data.preprocess import Preprocessor
+    from .training.run_folder import RUN_FILES
+
+    path = Path(run) / RUN_FILES["pre"]
+    try:
+        return Preprocessor.load(str(path)).vocab_sizes()
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        why = "no such file" if isinstance(exc, FileNotFoundError) else f"does not read ({type(exc).__name__})"
+        raise BlueprintError(f"{RUN_FILES['pre']}: {why}", location=Location(str(path)), key="--run",
+                             hint="pass a folder `composer train` wrote") from None
+
+
+def _print_memory_plan(graph, args) -> None:
+    """Per table rows x width x bytes with the optimizer's slots, per device under the layout;
+    refuses (exit 2) a layout over ``--device-memory-mb`` / training.device_memory_mb."""
+    from .memory_plan import MemoryPlan
+
+    updates = {k: v for k, v in (("distribution", args.distribution), ("model_axis", args.model_axis),
+                                 ("device_memory_mb", args.device_memory_mb)) if v is not None}
+    training = graph.blueprint.training
+    if updates:
+        from .training.experiment import _override
+
+        training = _override(graph.blueprint, updates)
+    devices = args.devices or training.model_axis or 1
+    memory = MemoryPlan.of(graph, training, devices)
+    print()
+    print(memory.table())
+    if memory.missing:
+        print(f"rows of {', '.join(memory.missing)} are fitted from the data: pass --run RUN_DIR (a run trained "
+              f"on it) or give vocab_size / hash_buckets in the blueprint")
+    elif training.distribution == "model_parallel":
+        print(f"replicated instead, every device would hold {memory.replicated_per_device() / 2**20:,.2f} MiB")
+    memory.check(training.device_memory_mb, key="--device-memory-mb" if args.device_memory_mb else
+                 "training.device_memory_mb")
+    if training.device_memory_mb:
+        print(f"fits the budget of {training.device_memory_mb:,} MiB per device")
 
 
 def cmd_schema(args) -> int:
@@ -226,7 +270,8 @@ def _overrides(args) -> dict:
              "seed": "seed", "monitor": "monitor", "patience": "patience", "precision": "precision",
              "distribution": "distribution",
              "stream": "stream", "chunk_rows": "chunk_rows", "shuffle_buffer": "shuffle_buffer",
-             "device_budget_mb": "device_budget_mb", "loop": "loop"}
+             "device_budget_mb": "device_budget_mb", "loop": "loop", "model_axis": "model_axis",
+             "device_memory_mb": "device_memory_mb"}
     return {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg, None) is not None}
 
 
@@ -246,7 +291,12 @@ def _add_training_overrides(s):
     s.add_argument("--monitor", help="override training.monitor (auc, auc_<task>, loss)")
     s.add_argument("--patience", type=int, help="override training.patience")
     s.add_argument("--precision", help="override training.precision (float32, mixed_bfloat16)")
-    s.add_argument("--distribution", help="override training.distribution (none, mirrored, data_parallel)")
+    s.add_argument("--distribution", help="override training.distribution (none, mirrored, data_parallel, "
+                   "model_parallel)")
+    s.add_argument("--model-axis", type=int, help="override training.model_axis (model_parallel: devices on the "
+                   "mesh's model axis)")
+    s.add_argument("--device-memory-mb", type=int, help="override training.device_memory_mb (refuse a layout "
+                   "needing more per device)")
     s.add_argument("--stream", action="store_true", default=None,
                    help="read the data file in chunks (data larger than memory; training.stream)")
     s.add_argument("--chunk-rows", type=int, help="override training.chunk_rows (streaming)")
@@ -284,6 +334,10 @@ def cmd_train(args) -> int:
           f"test {counts['test']:,} rows; tasks {', '.join(exp.tasks)}; model {exp.model.count_params():,} params")
     if exp.bp.training.distribution != "none":
         print(f"distribution: {exp.parallel.describe(exp.bp.training.batch_size)}")
+    if exp.pre.admission:  # also in the run folder's preprocessing.json
+        from .data.preprocess import admission_table
+
+        print(admission_table(exp.pre.admission))
     if resume is not None:
         print(f"resuming {out} after epoch {resume.epochs_done}")
     from .training.interrupt import Interrupted
@@ -694,9 +748,18 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", help="also draw both in one diagram: X.svg, X.png, X.pdf or X.dot")
     s.add_argument("--data", help="bind both to this dataset instead of their data:")
     s.set_defaults(func=cmd_diff)
-    s = sub.add_parser("plan", help="print the loss plan: per output loss, label, mask, weight; fusion")
+    s = sub.add_parser("plan", help="print the loss plan (per output loss, label, mask, weight; fusion) and the "
+                       "memory plan (per table rows x width x bytes, optimizer slots, per device under the layout)")
     s.add_argument("file", metavar="FILE")
     s.add_argument("--data", help="bind to this dataset instead of the blueprint's data:")
+    s.add_argument("--run", metavar="RUN_DIR", help="table sizes fitted by this run (its preprocessing.json) for "
+                   "tables without vocab_size or hash_buckets")
+    s.add_argument("--devices", type=int, help="devices of the planned run (default: training.model_axis, or 1)")
+    s.add_argument("--distribution", help="override training.distribution (none, mirrored, data_parallel, "
+                   "model_parallel)")
+    s.add_argument("--model-axis", type=int, help="override training.model_axis (model_parallel)")
+    s.add_argument("--device-memory-mb", type=int, help="override training.device_memory_mb: refuse (exit 2) a "
+                   "layout needing more per device")
     s.set_defaults(func=cmd_plan)
     s = sub.add_parser("train", help="train on a dataset, report exact test metrics, save a run folder")
     s.add_argument("file", metavar="BLUEPRINT", nargs="?", help="the blueprint (optional with --resume)")

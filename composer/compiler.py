@@ -70,7 +70,8 @@ class BuildContext(Context):
             layer = PackedEmbedding([lay.vocab_sizes[n] for n in owners], dim,
                                     columns=None if identity else columns,
                                     sequences=[owners.index(lay.table_of[n]) for n in lists] or None,
-                                    flat=bool(flat), name=f"embedding_d{dim}")
+                                    flat=bool(flat), row_multiple=lay.row_multiple.get(dim, 1),
+                                    name=f"embedding_d{dim}")
             if not lists:
                 self._embedded[dim] = {"flat": layer(self.inputs[lay.input_name(dim)])}
             else:

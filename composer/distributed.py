@@ -14,6 +14,10 @@
   global batch (``ShardedBatches``); XLA all-reduces the gradients. Predictions
   (validation AUC, the test report, the saved model) run on a host-local copy of the replicated
   weights, so only process 0 needs to write anything.
+- ``model_parallel``: ``keras.distribution.ModelParallel`` on a (batch, model) mesh
+  (``KERAS_BACKEND=jax``): the large stacked embedding tables split by rows over the model axis,
+  the rest replicated, the batch split over the batch axis (composer/sharding.py). The layout is
+  made once the vocabularies are fitted (``Parallel.lay_out``); processes join as above.
 
 TensorFlow's ``MultiWorkerMirroredStrategy`` is not offered: Keras 3's ``fit`` fails under it
 (keras-team/keras issue 20585), and Keras 3 has no parameter-server training. The cluster
@@ -34,8 +38,13 @@ import numpy as np
 
 from .blueprint.errors import BlueprintError
 
-BACKEND = {"mirrored": "tensorflow", "data_parallel": "jax"}
-ENGINE = {"mirrored": "TensorFlow's MirroredStrategy", "data_parallel": "keras.distribution.DataParallel"}
+BACKEND = {"mirrored": "tensorflow", "data_parallel": "jax", "model_parallel": "jax"}
+ENGINE = {"mirrored": "TensorFlow's MirroredStrategy", "data_parallel": "keras.distribution.DataParallel",
+          "model_parallel": "keras.distribution.ModelParallel"}
+# why a kind runs on one backend only, where the reason is not obvious
+BACKEND_WHY = {"model_parallel": "Keras 3's TensorFlow distribution backend is an unfinished prototype "
+                                 "(marked 'DO NOT USE', with no distribute_tensor), so ModelParallel cannot "
+                                 "lay variables out under TensorFlow"}
 # keras.distribution.initialize reads the same variables when its arguments are None
 ENV = {"coordinator": "KERAS_DISTRIBUTION_JOB_ADDRESSES", "num_processes": "KERAS_DISTRIBUTION_NUM_PROCESSES",
        "process_id": "KERAS_DISTRIBUTION_PROCESS_ID"}
@@ -163,7 +172,12 @@ def _check_backend(kind: str, key: str = "training.distribution") -> None:
     if backend != BACKEND[kind]:
         other = next(k for k, b in BACKEND.items() if b == backend) if backend in BACKEND.values() else None
         hint = f"under {backend} use distribution: {other}" if other else None
-        raise BlueprintError(f"{kind} ({ENGINE[kind]}) needs KERAS_BACKEND={BACKEND[kind]} (now '{backend}')",
+        why = ""
+        if kind in BACKEND_WHY:
+            why = f": {BACKEND_WHY[kind]}"
+            hint = f"run with KERAS_BACKEND={BACKEND[kind]}" + (f", or distribution: {other} (every table "
+                                                                 f"replicated)" if other else "")
+        raise BlueprintError(f"{kind} ({ENGINE[kind]}) needs KERAS_BACKEND={BACKEND[kind]} (now '{backend}'){why}",
                              key=key, hint=hint)
 
 
@@ -172,13 +186,26 @@ class Parallel:
     """One run's distribution engine: the scope to build and fit in, the data each process feeds,
     and host-local predictions."""
 
-    def __init__(self, kind: str = "none", cluster: Cluster | None = None):
+    def __init__(self, kind: str = "none", cluster: Cluster | None = None, model_axis: int | None = None):
         self.kind = kind
         self.cluster = cluster or Cluster()
         self._strategy = None
         self._distribution = None
         self._host = None
-        if kind == "mirrored":
+        self._mesh = None
+        self.sharded_widths: list[int] = []
+        if kind == "model_parallel":
+            import keras
+
+            from .sharding import device_mesh
+
+            self._mesh = device_mesh(keras.distribution.list_devices(), model_axis)
+            local = len(keras.distribution.list_devices()) // self.cluster.num_processes
+            if self.cluster.multi_process and local % self._mesh.shape[1]:
+                raise BlueprintError(f"a model axis of {self._mesh.shape[1]} devices spans several processes "
+                                     f"({local} device(s) each); the model axis must lie within one process",
+                                     key="training.model_axis", hint=f"use a divisor of {local}")
+        elif kind == "mirrored":
             import tensorflow as tf
 
             self._strategy = tf.distribute.MirroredStrategy()
@@ -195,6 +222,8 @@ class Parallel:
         """Devices the global batch is split over."""
         if self._strategy is not None:
             return self._strategy.num_replicas_in_sync
+        if self._mesh is not None:  # the batch axis
+            return int(self._mesh.shape[0])
         if self._distribution is not None:
             return int(np.prod(self._distribution.device_mesh.shape))
         return 1
@@ -202,6 +231,20 @@ class Parallel:
     @property
     def shards_data(self) -> bool:
         return self._distribution is not None
+
+    @property
+    def mesh_devices(self) -> int:
+        """Every device the model is laid out over (1 where it is not split: a replica each)."""
+        return int(np.prod(self._mesh.shape)) if self._mesh is not None else 1
+
+    def lay_out(self, layout, training) -> None:
+        """model_parallel: the ModelParallel distribution for a fitted ``FeatureLayout`` (which
+        tables are large is known once the vocabularies are); other kinds: nothing."""
+        if self._mesh is None:
+            return
+        from .sharding import model_parallel
+
+        self._distribution, self.sharded_widths = model_parallel(layout, self._mesh, training)
 
     def scope(self):
         """Build the model and the trainer, and fit, inside this."""
@@ -238,6 +281,11 @@ class Parallel:
         n = self.cluster.num_processes
         where = f"{n} processes (coordinator {self.cluster.coordinator})" if n > 1 else "one process"
         per = f", {batch_size // n} per process" if n > 1 else ""
+        if self._mesh is not None:
+            batch, model = self._mesh.shape
+            tables = ", ".join(f"embedding_d{d}" for d in self.sharded_widths) or "none"
+            return (f"{ENGINE[self.kind]} on a ({batch} batch x {model} model) mesh in {where}; tables split "
+                    f"by rows: {tables}; global batch {batch_size}{per}")
         return (f"{ENGINE[self.kind]} over {self.devices} device(s) in {where}; global batch "
                 f"{batch_size}{per}")
 
@@ -257,7 +305,7 @@ class Parallel:
         if self._host is None:
             with _no_distribution():
                 self._host = keras.models.clone_model(model)
-        self._host.set_weights(model.get_weights())
+        self._host.set_weights([host_array(w.value) for w in model.weights])
         return self._host
 
     def predict(self, model, x, batch_size: int = 8192):
@@ -274,6 +322,20 @@ class Parallel:
         from jax.experimental import multihost_utils
 
         return [float(v) for v in multihost_utils.broadcast_one_to_all(np.asarray(values, dtype="float64"))]
+
+
+def host_array(value) -> np.ndarray:
+    """A NumPy copy of a (possibly distributed) array, from this process's shards alone: a table
+    split over a model axis within each process, replicated across processes, is whole on every
+    process but spans devices of the others, so NumPy cannot fetch it directly."""
+    if getattr(value, "is_fully_addressable", True) or value.is_fully_replicated:
+        import keras
+
+        return keras.ops.convert_to_numpy(value)
+    out = np.empty(value.shape, dtype=value.dtype)
+    for shard in value.addressable_shards:
+        out[shard.index] = np.asarray(shard.data)
+    return out
 
 
 @contextlib.contextmanager
@@ -294,9 +356,9 @@ def for_training(bp, cluster: Cluster | None = None) -> Parallel:
     cluster = cluster or Cluster()
     training = bp.training
     kind = training.distribution
-    if cluster.multi_process and kind != "data_parallel":
-        raise BlueprintError(f"{cluster.num_processes} processes need distribution: data_parallel, "
-                             f"got {kind}", key="training.distribution",
+    if cluster.multi_process and kind not in ("data_parallel", "model_parallel"):
+        raise BlueprintError(f"{cluster.num_processes} processes need distribution: data_parallel "
+                             f"(or model_parallel), got {kind}", key="training.distribution",
                              hint="several processes train with keras.distribution.DataParallel on "
                              "KERAS_BACKEND=jax; pass --distribution data_parallel")
     if kind == "none":
@@ -310,7 +372,7 @@ def for_training(bp, cluster: Cluster | None = None) -> Parallel:
                              hint="use distribution: none, or fixed or uncertainty fusion")
     _check_backend(kind)
     join(cluster)
-    parallel = Parallel(kind, cluster)
+    parallel = Parallel(kind, cluster, model_axis=training.model_axis)
     parallel.check_batch_size(training.batch_size)
     return parallel
 

@@ -10,6 +10,9 @@ names a gate whose one expert takes over 0.9 of a task's weight, and two experts
 are nearly the same (mean cosine over 0.95): both are collapse (MMoE/PLE papers' "polarised"
 gates; PaddleRec #721's identical experts).
 
+AdaSparse blocks (``adasparse``) report how sparse each layer is: the share of its neurons whose
+pruning factor pi is below the block's epsilon, over all rows and per scenario.
+
 ``inspect(exp, split, rows)`` computes it from a loaded run (``composer.training.load_run``);
 ``Inspection.table()`` is what ``composer inspect`` prints and the report's heatmaps read
 ``Inspection.gates``.
@@ -26,6 +29,7 @@ SAME_OUTPUT_COSINE = 0.95  # two experts whose outputs agree this much are one e
 PROBE_BATCH = 4096
 
 GATE_TYPES = ("gate", "meta_attention", "hmoe_fusion")
+SPARSE_TYPES = ("adasparse",)
 
 
 @dataclass
@@ -77,6 +81,19 @@ class PoolSimilarity:
 
 
 @dataclass
+class SparsityReport:
+    """One AdaSparse block: per layer, the share of its neurons whose factor pi < epsilon (mean
+    over rows), over all rows and per scenario value (rows, shares)."""
+
+    node: str
+    epsilon: float
+    widths: list[int]
+    rows: int
+    overall: list[float]
+    scenarios: dict[str, tuple[int, list[float]]] = field(default_factory=dict)
+
+
+@dataclass
 class Inspection:
     model: str
     data: str
@@ -85,6 +102,7 @@ class Inspection:
     scenario: str | None  # the scenario column, when the data has one
     gates: list[GateReport]
     pools: list[PoolSimilarity]
+    sparsity: list[SparsityReport] = field(default_factory=list)
 
     @property
     def warnings(self) -> list[str]:
@@ -141,8 +159,9 @@ class Inspection:
         similarities, then the warnings (or a sentence saying there are none)."""
         from tabulate import tabulate
 
+        sparse = [self.sparsity_table(digits)] if self.sparsity else []
         if not self.gates:
-            return no_gates_sentence(self.model)
+            return "\n".join([no_gates_sentence(self.model)] + sparse)
         head = (f"gates of {self.model} on the {self.split} split of {self.data} ({self.rows:,} rows): mean weight "
                 f"of each expert; entropy of a row's weights (nats, of ln K for even weights); "
                 f"top>{TOP_WEIGHT}: share of rows whose top expert takes over {TOP_WEIGHT}")
@@ -172,10 +191,28 @@ class Inspection:
             parts.append("\nexpert outputs: mean cosine between two experts' outputs (1: the same direction)\n"
                          + tabulate(body, headers=["expert pool", "experts", "mean over pairs", "most alike pair"],
                                     disable_numparse=True, colalign=["left", "right", "right", "right"]))
+        parts += sparse
         warnings = self.warnings
         parts.append("\n" + ("\n".join(f"warning: {w}" for w in warnings) if warnings else
                              f"no collapse: no expert takes over {COLLAPSE_WEIGHT} of a gate's weight and no two "
                              f"experts' outputs have a mean cosine over {SAME_OUTPUT_COSINE}"))
+        return "\n".join(parts)
+
+
+    def sparsity_table(self, digits: int = 3) -> str:
+        """The AdaSparse section: one row per block and scenario, one column per layer."""
+        from tabulate import tabulate
+
+        parts = []
+        for r in self.sparsity:
+            cols = [f"layer {i + 1} ({w})" for i, w in enumerate(r.widths)]
+            body = [[r.node, "all rows", f"{r.rows:,}", *(_num(v, digits) for v in r.overall)]]
+            body += [["", f"  {self.scenario or 'scenario'}={s}", f"{n:,}", *(_num(v, digits) for v in shares)]
+                     for s, (n, shares) in r.scenarios.items()]
+            parts.append(f"\npruned neurons of {r.node} (adasparse): share of each layer's neurons whose factor pi "
+                         f"is below epsilon {r.epsilon:g}, mean over rows\n" + tabulate(
+                             body, headers=["block", "for", "rows", *cols], disable_numparse=True,
+                             colalign=["left", "left"] + ["right"] * (len(cols) + 1)))
         return "\n".join(parts)
 
 
@@ -338,11 +375,40 @@ def expert_cosine(outputs: np.ndarray) -> np.ndarray:
     return mean
 
 
+def sparsity_sites(graph, model) -> list[tuple[str, object]]:
+    """(block id, Keras layer) of every AdaSparse block the model holds."""
+    from .compiler import BuildContext
+
+    return [(nid, model.get_layer(BuildContext.layer_name_of(nid))) for nid in graph.order
+            if graph.nodes[nid].block.type in SPARSE_TYPES and nid not in graph.unused]
+
+
+def pruned_shares(exp, x, sites) -> dict[str, list[np.ndarray]]:
+    """Per AdaSparse block, per layer, each row's share of neurons whose factor pi < epsilon
+    (``(n,)``), from the factors the layer computes on its inputs."""
+    import keras
+
+    if not sites:
+        return {}
+    probe = keras.Model(exp.model.input, {f"{nid}#{i}": t for nid, layer in sites for i, t in enumerate(layer.input)},
+                        name="sparsity_probe")
+    n = len(next(iter(x.values())))
+    out: dict[str, list[list[np.ndarray]]] = {nid: [[] for _ in layer.units] for nid, layer in sites}
+    for start in range(0, n, PROBE_BATCH):
+        ins = probe({k: v[start:start + PROBE_BATCH] for k, v in x.items()}, training=False)
+        for nid, layer in sites:
+            factors = layer.pruning_factors([ins[f"{nid}#{i}"] for i in range(len(layer.input))])
+            for i, pi in enumerate(factors):
+                out[nid][i].append((keras.ops.convert_to_numpy(pi) < layer.epsilon).mean(axis=1))
+    return {nid: [np.concatenate(parts) for parts in layers] for nid, layers in out.items()}
+
+
 def inspect(exp, split: str = "valid", rows: int | None = None) -> Inspection:
     """The gates' weights and the expert pools' similarities on a split of the run's data."""
     frame = split_rows(exp, split, rows)
     sites = gate_sites(exp.graph, exp.model)
-    if sites and len(frame) == 0:
+    sparse_sites = sparsity_sites(exp.graph, exp.model)
+    if (sites or sparse_sites) and len(frame) == 0:
         from .blueprint.errors import BlueprintError
 
         raise BlueprintError(f"the {split} split of {exp.data_name} has no rows: no gate weights to average",
@@ -350,11 +416,17 @@ def inspect(exp, split: str = "valid", rows: int | None = None) -> Inspection:
     pools = pool_nodes(exp.graph)
     scenario_col = exp.bp.scenarios.feature if exp.bp.scenarios else exp.dataset.spec.scenario
     name = exp.bp.name
-    if not sites:
+    if not sites and not sparse_sites:
         return Inspection(name, exp.data_name, split, len(frame), scenario_col, [], [])
     x = exp.pre.pack(frame, exp.graph.layout)
     weights, outputs = gate_weights(exp, x, sites, pools)
     values = frame[scenario_col].astype("string").to_numpy() if scenario_col and scenario_col in frame else None
+    sparsity = []
+    for (nid, layer), shares in zip(sparse_sites, pruned_shares(exp, x, sparse_sites).values()):
+        per = {str(v): (int((values == v).sum()), [float(s[values == v].mean()) for s in shares])
+               for v in (_ordered_values(exp, values) if values is not None else [])}
+        sparsity.append(SparsityReport(nid, layer.epsilon, list(layer.units), len(frame),
+                                       [float(s.mean()) for s in shares], per))
     gates = []
     for s in sites:
         w = weights[s.node]
@@ -365,7 +437,7 @@ def inspect(exp, split: str = "valid", rows: int | None = None) -> Inspection:
         gates.append(GateReport(s.node, s.kind, s.family, s.branch, s.experts, WeightStats.of(w), per))
     sims = [PoolSimilarity(p, expert_cosine(outputs[p])) for p in pools]
     return Inspection(name, exp.data_name, split, len(frame), scenario_col if values is not None else None,
-                      gates, sims)
+                      gates, sims, sparsity)
 
 
 def _ordered_values(exp, values) -> list:

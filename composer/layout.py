@@ -42,6 +42,7 @@ class FeatureLayout:
     hash_buckets: dict[str, int] = field(default_factory=dict)  # hashed table owners
     numeric_embed: dict[str, object] = field(default_factory=dict)  # numeric -> NumericEmbedding
     numeric_rows: dict[str, int | None] = field(default_factory=dict)  # quantile numeric -> fitted buckets
+    row_multiple: dict[int, int] = field(default_factory=dict)  # width -> rows padded to a multiple (sharded tables)
 
     @classmethod
     def from_blueprint(cls, bp, vocab_sizes: dict[str, int] | None = None) -> "FeatureLayout":

@@ -17,6 +17,16 @@ class LossTerm:
     label: str  # label column or label expression
     where: str | None  # rows where the loss and the metrics count (None: all rows)
     weight: float  # the fixed weight, or the starting weight of a learned strategy
+    # ESCM2's counterfactual risk replacing the masked BCE (loss "ips" or "dr"): type, propensity
+    # (a task), clip, imputation (an output that is not a task); None: the masked BCE
+    risk: dict | None = None
+
+    def loss_text(self) -> str:
+        if self.risk is None:
+            return self.loss or "none (evaluated only)"
+        r = self.risk
+        extra = f", imputation {r['imputation']}" if r.get("imputation") else ""
+        return f"{r['type'].upper()} risk (propensity {r['propensity']}, clip {r['clip']:g}{extra})"
 
 
 @dataclass(frozen=True)
@@ -29,8 +39,10 @@ class LossPlan:
     def from_blueprint(cls, bp) -> "LossPlan":
         section = bp.loss
         weights = getattr(section, "weights", {})
-        terms = [LossTerm(task=t.name, output=t.name, loss="binary_crossentropy" if t.loss else None,
-                          label=t.label_text, where=t.where, weight=float(weights.get(t.name, 1.0)))
+        terms = [LossTerm(task=t.name, output=t.name,
+                          loss=(t.risk.type if t.risk else "binary_crossentropy") if t.loss else None,
+                          label=t.label_text, where=t.where, weight=float(weights.get(t.name, 1.0)),
+                          risk=t.risk.model_dump() if t.risk and t.loss else None)
                  for t in bp.tasks]
         params = section.model_dump(exclude={"fusion", "weights"})
         if section.fusion == "pareto":
@@ -46,7 +58,7 @@ class LossPlan:
     def table(self) -> str:
         from tabulate import tabulate
 
-        rows = [[t.task, t.output, t.loss or "none (evaluated only)", t.label, t.where or "all rows",
+        rows = [[t.task, t.output, t.loss_text(), t.label, t.where or "all rows",
                  t.weight if t.loss else ""] for t in self.terms]
         shown = {k: v for k, v in self.params.items() if v is not None}
         head = f"loss fusion: {self.fusion}" + (f" {shown}" if shown else "")

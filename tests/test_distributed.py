@@ -57,7 +57,7 @@ def test_unknown_distribution_lists_the_valid_ones():
     with pytest.raises(BlueprintError) as exc:
         _blueprint("distribution: mirored")
     assert "did you mean 'mirrored'" in str(exc.value)
-    assert "data_parallel, mirrored, none" in str(exc.value)
+    assert "data_parallel, mirrored, model_parallel, none" in str(exc.value)
 
 
 def test_distribution_defaults_to_one_device():

@@ -129,6 +129,28 @@ def _forms(**forms):
     return Annotated[Union[tagged], Discriminator(_shape_tag)]
 
 
+class CounterfactualRisk(Strict):
+    """ESCM2's counterfactual CVR risk over the entire exposure space (Wang, Zhang, Chen, Wu, Liu,
+    Zhang, "ESCM2: Entire Space Counterfactual Multi-Task Model for Post-Click Conversion Rate
+    Estimation", SIGIR 2022). It replaces the task's clicked-only loss: the task's `where` marks
+    the observed rows o (clicks), the propensity task's probability p (pCTR, held constant: no
+    gradient, floored at `clip`) reweights them, and the mean runs over every row where the
+    propensity task counts (the exposures)."""
+
+    type: Literal["ips", "dr"] = Field(
+        description="`ips`: mean_i o_i e_i / p_i with e_i the task's BCE; `dr` (doubly robust): "
+        "mean_i [e^_i + o_i (e_i - e^_i) / p_i] plus the imputation loss mean_i o_i (e_i - e^_i)^2 / p_i, "
+        "e^_i the `imputation` output's prediction of e_i. The risk trains the task (e^ held "
+        "constant in it); the imputation loss trains the imputation output (e held constant in it).")
+    propensity: Identifier = Field(description="The task whose probability is the propensity of an "
+                                   "observed row (the CTR task); it must count on every row the risk "
+                                   "averages over.")
+    clip: float = Field(0.05, gt=0, le=1, description="Floor on the propensity: 1/p is at most 1/clip.")
+    imputation: Identifier | None = Field(
+        None, description="dr only: an output (a name in `outputs` that is not a task, pointing at a "
+        "tower) whose probability is e^, the imputed error of this task; predicted, not evaluated.")
+
+
 class Task(Strict):
     name: Identifier = Field(description="Task name; the model output of the same name.")
     label: str | None = Field(
@@ -140,6 +162,9 @@ class Task(Strict):
     loss: bool = Field(True, description="false: no loss term of its own (ESMM's CVR, trained "
                        "through CTCVR); still predicted and evaluated.")
     type: Literal["binary"] = Field("binary", description="Binary classification (a probability).")
+    risk: CounterfactualRisk | None = Field(
+        None, description="A counterfactual risk as this task's loss instead of its masked BCE (ESCM2's "
+        "CVR: `{type: ips, propensity: ctr}` with `where: click`).")
 
     @property
     def label_text(self) -> str:
@@ -219,7 +244,105 @@ class ParetoLoss(Strict):
     every: int = Field(10, ge=1, le=100_000, description="Recompute the weights every k steps.")
 
 
-LossSection = Annotated[Union[FixedLoss, UncertaintyLoss, GradNormLoss, ParetoLoss],
+class DWALoss(Strict):
+    fusion: Literal["dwa"] = Field(
+        description="Dynamic Weight Average (Liu, Johns, Davison, CVPR 2019): w_t = T exp(r_t / tau) / "
+        "sum_i exp(r_i / tau) with r_t = L_t(e-1) / L_t(e-2), the ratio of the task's mean training "
+        "loss over the last two epochs; every weight 1 in the first two epochs. Set between epochs.")
+    temperature: float = Field(2.0, gt=0, le=1000, description="tau: higher gives more even weights.")
+
+
+class RLWLoss(Strict):
+    fusion: Literal["rlw"] = Field(
+        description="Random Loss Weighting (Lin, Ye, Xu, Shi, Zhang, TMLR 2022): every step w = T "
+        "softmax(z), z ~ N(0, I) from the trainer's seeded generator (reproduced on --resume); the "
+        "weights sum to T, so their mean is 1 like fixed fusion's default weights. The valid loss "
+        "takes the expected weights (1 each).")
+
+
+class FAMOLoss(Strict):
+    fusion: Literal["famo"] = Field(
+        description="FAMO (Liu, Liang, Chen, Liu, NeurIPS 2023): the model trains on sum_t z_t log L_t / c "
+        "(z = softmax(xi), c = sum_t z_t / L_t held constant), so the task gradients get weights z_t / "
+        "(c L_t) (logged, summing to 1); xi takes an Adam step on the decrease of the log task losses. "
+        "One forward pass per step: the decrease is measured from this batch's losses to the next "
+        "batch's (the authors' code re-evaluates the same batch after the step, a second forward pass).")
+    learning_rate: float = Field(0.025, gt=0, le=10, description="Learning rate of xi (the paper's beta).")
+    weight_decay: float = Field(1e-3, ge=0, le=10, description="Weight decay of xi (the paper's gamma).")
+
+
+class PCGradLoss(Strict):
+    fusion: Literal["pcgrad"] = Field(
+        description="PCGrad (Yu et al., NeurIPS 2020): each task's gradient on the shared parameters "
+        "loses its component along every other task's gradient it conflicts with (negative dot "
+        "product), in a random task order each step; the shared update is their sum, every other "
+        "parameter gets its plain gradient. Logs cos_<a>_<b> (the mean pairwise cos_mean beyond 3 tasks).")
+    seed: int = Field(0, ge=0, description="Seed of the per-step task orders (a fixed table of 251 "
+                      "orders, step s uses order s mod 251: the same on every backend and on resume).")
+
+
+class CAGradLoss(Strict):
+    fusion: Literal["cagrad"] = Field(
+        description="CAGrad (Liu et al., NeurIPS 2021): the shared update maximises the worst task's "
+        "improvement within a ball of radius c ||g0|| around the mean gradient g0 (its dual over the "
+        "simplex solved by fixed projected-gradient steps); times the task count, to match the "
+        "summed loss, as the official code. Logs the dual weights and the cosines.")
+    c: float = Field(0.4, ge=0, le=10, description="Radius factor c (0: the mean gradient).")
+    rescale: Literal[0, 1, 2] = Field(1, description="Divide the update by 1 (0), 1 + c^2 (1) or 1 + c (2), "
+                                      "as the official code.")
+    steps: int = Field(100, ge=1, le=10_000, description="Projected-gradient steps on the dual.")
+
+
+class MGDALoss(Strict):
+    fusion: Literal["mgda"] = Field(
+        description="MGDA-UB (Sener and Koltun, NeurIPS 2018): task weights = the min-norm point of "
+        "the task gradients w.r.t. the shared representation (the output of `shared_layer`), by "
+        "Frank-Wolfe; the weights then multiply the losses.")
+    shared_layer: str | None = Field(
+        None, description="Block whose output is the shared representation (default: the last block "
+        "shared by every task, as GradNorm's).")
+    normalization: Literal["none", "l2", "loss", "loss+"] = Field(
+        "none", description="Gradient normalisation before the min-norm solve (the official code's "
+        "options): none, l2 (by the norm), loss (by the loss), loss+ (by both).")
+    steps: int = Field(50, ge=1, le=10_000, description="Frank-Wolfe steps.")
+
+
+class NashMTLLoss(Strict):
+    fusion: Literal["nash_mtl"] = Field(
+        description="Nash-MTL (Navon et al., ICML 2022): task weights alpha > 0 solving G G^T alpha = "
+        "1 / alpha on the shared parameters (Gram normalised, as the official code), by damped "
+        "Newton; the weights multiply the losses and the shared gradient's norm is clipped.")
+    every: int = Field(1, ge=1, le=100_000, description="Solve for the weights every k steps (the "
+                       "official update_weights_every); the others reuse the last ones.")
+    max_norm: float = Field(1.0, ge=0, le=1e6, description="Clip the shared gradient's global norm "
+                            "to this (0: no clipping).")
+    steps: int = Field(30, ge=1, le=1000, description="Newton steps.")
+
+
+class AlignedMTLLoss(Strict):
+    fusion: Literal["aligned_mtl"] = Field(
+        description="Aligned-MTL (Senushkin et al., CVPR 2023): the task gradients on the shared "
+        "parameters are aligned into orthogonal components of equal norm sigma_min (the smallest "
+        "singular value), through the eigendecomposition of their T x T Gram matrix; the resulting "
+        "task weights multiply the losses.")
+
+
+class MetaBalanceLoss(Strict):
+    fusion: Literal["metabalance"] = Field(
+        description="MetaBalance (He et al., WWW 2022): on each shared parameter tensor, each "
+        "auxiliary task's gradient is rescaled toward the main task's gradient norm (moving averages); "
+        "the shared update is the main gradient plus the rescaled ones. Logs each task's mean scale.")
+    main: Identifier = Field(description="The main (target) task; the others are auxiliary.")
+    beta: float = Field(0.9, ge=0, lt=1, description="Moving-average factor of the gradient norms.")
+    relax: float = Field(0.7, ge=0, le=1, description="Relax factor r: 1 matches the main norm, 0 "
+                         "leaves the auxiliary gradients unchanged.")
+    mode: Literal["adapt", "reduce", "enlarge"] = Field(
+        "adapt", description="Rescale every auxiliary gradient (adapt), only larger ones (reduce) or "
+        "only smaller ones (enlarge) than the main one.")
+
+
+LossSection = Annotated[Union[FixedLoss, UncertaintyLoss, GradNormLoss, ParetoLoss, DWALoss, RLWLoss, FAMOLoss,
+                              PCGradLoss, CAGradLoss, MGDALoss, NashMTLLoss, AlignedMTLLoss, MetaBalanceLoss],
                         Field(discriminator="fusion")]
 
 
@@ -260,12 +383,26 @@ class Training(Strict):
         "fit go to the device once and every epoch runs there in scanned steps; larger data streams to "
         "the device in chunks, the next copied while the current one trains. Default: half the "
         "device's free memory. `composer train --device-budget-mb`.")
-    distribution: Literal["none", "mirrored", "data_parallel"] = Field(
+    distribution: Literal["none", "mirrored", "data_parallel", "model_parallel"] = Field(
         "none", description="`none`: one device; `mirrored`: every GPU of this machine "
         "(TensorFlow's MirroredStrategy, KERAS_BACKEND=tensorflow); `data_parallel`: every device of "
         "every process (keras.distribution.DataParallel, KERAS_BACKEND=jax), several machines "
-        "through JAX's multi-process runtime (docs/distributed.md). TensorFlow's "
-        "MultiWorkerMirroredStrategy is not offered: Keras 3's fit fails under it (Keras issue 20585).")
+        "through JAX's multi-process runtime (docs/distributed.md); `model_parallel`: a (batch, model) "
+        "device mesh (keras.distribution.ModelParallel, KERAS_BACKEND=jax): stacked embedding tables of "
+        "at least `shard_min_rows` rows sharded by rows over the model axis, everything else "
+        "replicated. TensorFlow's MultiWorkerMirroredStrategy is not offered: Keras 3's fit fails "
+        "under it (Keras issue 20585).")
+    model_axis: int | None = Field(
+        None, ge=1, le=65536, description="model_parallel: devices on the mesh's model axis (the large "
+        "tables' rows are split over them); the other devices form the batch axis. Default: every "
+        "device. `composer train --model-axis`.")
+    shard_min_rows: int = Field(
+        1_000_000, ge=1, description="model_parallel: a stacked table (one per embedding width) with at "
+        "least this many rows is sharded over the model axis; smaller ones are replicated.")
+    device_memory_mb: int | None = Field(
+        None, ge=1, description="Memory per device (MiB) the model's tables, weights and optimizer slots "
+        "may take: `composer plan` and `composer train` refuse a layout that does not fit. "
+        "`--device-memory-mb`.")
 
     @field_validator("distribution", mode="before")
     @classmethod

@@ -283,8 +283,10 @@ def _cross_check(bp, doc: Document):
     if not any(t.loss for t in bp.tasks):
         yield err(("tasks",), "no task has a loss", "set loss: true on at least one task")
     tasks = bp.task_names
+    yield from _check_risks(bp, err)
+    imputations = [t.risk.imputation for t in bp.tasks if t.risk and t.risk.imputation]
     for name in bp.outputs:
-        if name not in tasks:
+        if name not in tasks and name not in imputations:
             yield err(("outputs", name), f"'{name}' is not a task", did_you_mean(name, tasks, what="tasks"),
                       at_key=True)
     for t in tasks:
@@ -302,6 +304,11 @@ def _cross_check(bp, doc: Document):
             if t not in tasks:
                 yield err(("loss", field, t), f"'{t}' is not a task", did_you_mean(t, tasks, what="tasks"),
                           at_key=True)
+    if bp.loss.fusion == "metabalance":
+        loss_tasks = [t.name for t in bp.tasks if t.loss]
+        if bp.loss.main not in loss_tasks:
+            yield err(("loss", "main"), f"'{bp.loss.main}' is not a task with a loss",
+                      did_you_mean(bp.loss.main, loss_tasks, what="tasks with a loss"))
     if bp.loss.fusion == "pareto":
         loss_tasks = [t.name for t in bp.tasks if t.loss]
         total = sum(bp.loss.lower_bounds.get(t, bp.loss.default_lower_bound) for t in loss_tasks)
@@ -313,11 +320,12 @@ def _cross_check(bp, doc: Document):
         yield err(("training", "monitor"), f"'{bp.training.monitor}' is not a metric",
                   did_you_mean(bp.training.monitor, monitors, what="metrics"))
     for name, block in bp.blocks.items():
-        if name in tasks and bp.outputs.get(name) != name:
+        if (name in tasks or name in imputations) and bp.outputs.get(name) != name:
             # the model's outputs are Keras layers named after the tasks; a block of that name
             # would be a second layer with the same name
-            yield err(("blocks", name), f"block '{name}' has the name of a task", f"rename the block "
-                      f"(e.g. '{name}_block'): the model's output '{name}' is named after the task",
+            what = "task" if name in tasks else "model output"
+            yield err(("blocks", name), f"block '{name}' has the name of a {what}", f"rename the block "
+                      f"(e.g. '{name}_block'): the model's output '{name}' is named after the {what}",
                       at_key=True)
         group = getattr(block, "group", None)
         if block.type == "embed" and group not in bp.groups:
@@ -389,6 +397,46 @@ def _check_task(task, i, features, doc, err):
     if task.label is None and task.name in features:
         yield err(("tasks", i, "name"), f"label column '{task.name}' is also a feature",
                   "a label used as a feature leaks the answer; remove it from features")
+
+
+def _check_risks(bp, err):
+    """A counterfactual risk (ESCM2) names another task as propensity, has the observed rows as
+    its task's ``where``, and (dr only) an imputation output that is not a task."""
+    tasks = bp.task_names
+    owners = {}
+    for i, task in enumerate(bp.tasks):
+        risk = task.risk
+        if risk is None:
+            continue
+        at = ("tasks", i, "risk")
+        if risk.propensity == task.name:
+            yield err(at + ("propensity",), f"task '{task.name}' cannot be its own propensity",
+                      "name the task predicting the observation, e.g. the CTR task")
+        elif risk.propensity not in tasks:
+            yield err(at + ("propensity",), f"'{risk.propensity}' is not a task",
+                      did_you_mean(risk.propensity, [t for t in tasks if t != task.name], what="tasks"))
+        if not task.loss:
+            yield err(("tasks", i, "loss"), f"task '{task.name}' has a risk, which is its loss",
+                      "remove loss: false, or the risk")
+        if task.where is None:
+            yield err(at, f"task '{task.name}' has a risk but no `where`",
+                      "the risk reweights the observed rows: add where (e.g. where: click)")
+        if risk.type == "dr" and risk.imputation is None:
+            yield err(at, "a dr risk needs `imputation`", "name an output predicting the task's error "
+                      "(e.g. imputation: cvr_error, with cvr_error: <tower> in outputs)")
+        elif risk.type == "ips" and risk.imputation is not None:
+            yield err(at + ("imputation",), "an ips risk takes no imputation", "remove imputation, or use type: dr")
+        elif risk.imputation is not None:
+            if risk.imputation in tasks:
+                yield err(at + ("imputation",), f"'{risk.imputation}' is a task",
+                          "the imputation is an output of its own: name one in outputs that is not a task")
+            elif risk.imputation not in bp.outputs:
+                yield err(at + ("imputation",), f"no output '{risk.imputation}'",
+                          f"add '{risk.imputation}: <tower>' to outputs")
+            elif risk.imputation in owners:
+                yield err(at + ("imputation",), f"'{risk.imputation}' is already the imputation of "
+                          f"'{owners[risk.imputation]}'", "give each risk its own imputation output")
+            owners.setdefault(risk.imputation, task.name)
 
 
 def _check_features(features, err):

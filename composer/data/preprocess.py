@@ -8,6 +8,9 @@ evaluation and (as lookup tables) inside the serving export.
   function TensorFlow's ``to_hash_bucket_fast`` computes, so the exported model hashes alike.
 - lists (multi-valued, sequences): each value encoded as above, padded to ``max_len`` with -1
   (see composer.data.lists).
+- admission (``Preprocessor.admission``, per table): how many distinct train values, and how
+  many of their train occurrences, each rule turned away: ``min_count`` sends rare values to the
+  out-of-vocabulary row, hashing merges values that land in one bucket.
 - numeric: missing values are imputed with the train mean; the mean and variance are handed to
   the model's own Normalization layer, so the model standardises and serving sees raw numbers.
   Heavy-tailed non-negative columns (skew > 5, e.g. capital gains) are log1p-transformed first,
@@ -38,6 +41,44 @@ def hash_ids(text: pd.Series, buckets: int) -> np.ndarray:
     ids = np.array([0 if u == "" else farmhash.fingerprint64(u) % (buckets - 1) + 1 for u in uniques],
                    dtype=np.int64)
     return ids[inverse].astype("int32").reshape(-1)
+
+
+def admission_counts(counts: pd.Series, features, min_count: int, buckets: int | None) -> dict:
+    """What admission did to one table's train values (``counts``: occurrences per distinct
+    value): a fitted vocabulary drops the values seen fewer than ``min_count`` times to the
+    out-of-vocabulary row; hashing into ``buckets`` rows merges the values that share a bucket
+    (``collisions``: distinct values minus buckets used)."""
+    out = {"features": list(features), "distinct": int(len(counts)), "occurrences": int(counts.sum())}
+    if buckets:
+        ids = hash_ids(pd.Series(counts.index, dtype="string"), buckets)
+        per_bucket = pd.Series(counts.to_numpy(), index=ids)
+        shared = per_bucket.index.duplicated(keep=False)
+        used = int(len(np.unique(ids)))
+        out.update(rule="hash", buckets=int(buckets), buckets_used=used, collisions=int(len(counts) - used),
+                   merged_ids=int(shared.sum()), merged_rows=int(per_bucket[shared].sum()))
+    else:
+        rare = counts < min_count
+        out.update(rule="vocabulary", min_count=int(min_count), kept=int((~rare).sum()),
+                   dropped_ids=int(rare.sum()), dropped_rows=int(counts[rare].sum()))
+    return out
+
+
+def admission_table(admission: dict) -> str:
+    """One line per table where min_count dropped or hashing merged something (text)."""
+    from tabulate import tabulate
+
+    rows = []
+    for owner, a in admission.items():
+        if a["rule"] == "hash" and a["collisions"]:
+            rows.append([owner, f"{a['distinct']:,}", f"hash {a['buckets']:,} rows", f"{a['collisions']:,} collisions: "
+                         f"{a['merged_ids']:,} ids share a row", f"{a['merged_rows']:,} of {a['occurrences']:,}"])
+        elif a["rule"] == "vocabulary" and a["dropped_ids"]:
+            rows.append([owner, f"{a['distinct']:,}", f"min_count {a['min_count']}", f"{a['dropped_ids']:,} ids to OOV "
+                         f"({a['kept']:,} kept)", f"{a['dropped_rows']:,} of {a['occurrences']:,}"])
+    if not rows:
+        return "admission: every distinct train id has its own row (nothing dropped by min_count or merged by hashing)"
+    return "admission (train split):\n" + tabulate(rows, headers=["table", "distinct ids", "rule", "ids", "values"],
+                                                   tablefmt="simple", disable_numparse=True)
 
 
 def quantile_edges(values: np.ndarray, buckets: int) -> list[float]:
@@ -95,6 +136,7 @@ class Preprocessor:
     tables: dict[str, str] = field(default_factory=dict)  # id feature -> the table owner it reads
     hashed: dict[str, int] = field(default_factory=dict)  # table owner -> hash buckets N
     lists: dict[str, dict] = field(default_factory=dict)  # name -> {max_len, ordered}
+    admission: dict[str, dict] = field(default_factory=dict)  # table owner -> what min_count / hashing did
 
     @classmethod
     def fit(cls, frame: pd.DataFrame, categorical, numeric, min_count: int = 1,
@@ -112,14 +154,15 @@ class Preprocessor:
         for name in [*categorical, *pre.lists]:
             readers.setdefault(pre.tables.get(name, name), []).append(name)
         for owner, names in readers.items():
-            if owner in pre.hashed:
-                continue
             counts = None
             for name in names:
                 values = flatten(frame[name])[0] if name in pre.lists else frame[name]
                 c = as_text(values).dropna()
                 c = c[c != ""].value_counts(sort=False)
                 counts = c if counts is None else counts.add(c, fill_value=0)
+            pre.admission[owner] = admission_counts(counts, names, min_count, pre.hashed.get(owner))
+            if owner in pre.hashed:
+                continue
             counts = counts[counts >= min_count]
             # most frequent first, ties broken by value so the order is reproducible
             order = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))

@@ -22,6 +22,8 @@ class PackedEmbedding(keras.layers.Layer):
         columns: the table of each flat column (default: column c reads table c).
         sequences: the table of each list input, in input order (default: none).
         flat: whether the first input is the flat (B, F) id matrix (False: list inputs only).
+        row_multiple: the table's rows padded up to a multiple of this (a table split by rows over
+            a device mesh needs equal shards); the padding rows are zeros and never looked up.
 
     Input shape: ``(batch, F)`` ids; with ``sequences``, a list: the flat ids (when ``flat``) then
     one ``(batch, L_k)`` id matrix per list input.
@@ -34,7 +36,7 @@ class PackedEmbedding(keras.layers.Layer):
     """
 
     def __init__(self, vocab_sizes, dim, embeddings_initializer="uniform", columns=None, sequences=None,
-                 flat=True, **kwargs):
+                 flat=True, row_multiple=1, **kwargs):
         super().__init__(**kwargs)
         self.vocab_sizes = [int(v) for v in vocab_sizes]
         self.dim = int(dim)
@@ -42,6 +44,7 @@ class PackedEmbedding(keras.layers.Layer):
         self.columns = None if columns is None else [int(c) for c in columns]
         self.sequences = [int(t) for t in (sequences or [])]
         self.flat = bool(flat)
+        self.row_multiple = int(row_multiple)
         offsets, total = [], 0
         for v in self.vocab_sizes:
             offsets.append(total)
@@ -55,8 +58,12 @@ class PackedEmbedding(keras.layers.Layer):
         # bfloat16 each step, and its gradient (a scatter-add of every looked-up row) summed in
         # bfloat16, which GPUs do with slow emulated atomics: on an H200 that made PLE train 4.6x
         # slower in mixed_bfloat16 than in float32 at batch 32768 (bench/README.md).
-        self.embeddings = self.add_weight(name="embeddings", shape=(self._rows, self.dim),
-                                          initializer=self.embeddings_initializer, autocast=False)
+        padded = -(-self._rows // self.row_multiple) * self.row_multiple
+        initializer = self.embeddings_initializer
+        if padded != self._rows:
+            initializer = _PaddedRows(self.embeddings_initializer, self._rows)
+        self.embeddings = self.add_weight(name="embeddings", shape=(padded, self.dim),
+                                          initializer=initializer, autocast=False)
 
     def _flat_offsets(self, width):
         tables = self.columns if self.columns is not None else list(range(width))
@@ -96,7 +103,21 @@ class PackedEmbedding(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "vocab_sizes": self.vocab_sizes, "dim": self.dim,
                 "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
-                "columns": self.columns, "sequences": self.sequences, "flat": self.flat}
+                "columns": self.columns, "sequences": self.sequences, "flat": self.flat,
+                "row_multiple": self.row_multiple}
+
+
+class _PaddedRows(keras.initializers.Initializer):
+    """The first ``rows`` rows drawn as ``initializer`` draws an unpadded table (so a table padded
+    for sharding starts where the one-device table does), zeros after them. Used only while a
+    layer builds (the saved config keeps the layer's own initializer)."""
+
+    def __init__(self, initializer, rows):
+        self.initializer, self.rows = initializer, int(rows)
+
+    def __call__(self, shape, dtype=None):
+        real = self.initializer((self.rows, *shape[1:]), dtype=dtype)
+        return ops.pad(real, [[0, shape[0] - self.rows], [0, 0]])
 
 
 @keras.saving.register_keras_serializable(package="composer")

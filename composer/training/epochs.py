@@ -121,6 +121,8 @@ def run_epochs(exp, trainer, feed, epochs: int, batch_size: int, *, verbose: int
                 _keep_best(feed, stopper)
                 raise Interrupted(signal_flag.signal_name, epoch, epochs, history)
             feed.sync()
+            if trainer.end_epoch(logs):  # a loss strategy's epoch-boundary state (DWA), before the checkpoint
+                feed.reload()
             logs.update(validation_logs(exp, feed, y_valid, w_valid))
             t2 = time.perf_counter()
             logs.update(time_train_s=t1 - t0, time_valid_s=t2 - t1, valid_share=(t2 - t1) / max(t2 - t0, 1e-9))

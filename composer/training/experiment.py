@@ -107,6 +107,11 @@ def prepare(blueprint_file: str, data: str | None = None, rows: int | None = Non
     t1 = time.perf_counter()
     pre = fit_preprocessing(bp, doc, dataset)
     graph = build_graph(bp, doc, vocab_sizes=pre.vocab_sizes())
+    parallel.lay_out(graph.layout, bp.training)  # model_parallel: which tables split, now their rows are known
+    if bp.training.device_memory_mb:
+        from ..memory_plan import MemoryPlan
+
+        MemoryPlan.of(graph, bp.training, parallel.mesh_devices).check(bp.training.device_memory_mb)
     with parallel.scope():
         model = compile_graph(graph, numeric_stats=pre.numeric_stats(graph.layout) if graph.layout.numeric else None,
                               numeric_edges=pre.numeric_edges())

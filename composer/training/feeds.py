@@ -51,15 +51,15 @@ class Feed:
     def predict_valid(self) -> dict[str, np.ndarray]:
         x, _, _ = self.valid_arrays()
         out = self.exp.parallel.predict(self.exp.model, x)  # on this process alone
-        return {t: np.asarray(out[t]).reshape(-1) for t in self.exp.tasks}
+        return {t: np.asarray(v).reshape(-1) for t, v in out.items()}  # tasks, and a risk's imputation
 
     def _variables(self):
         return self.trainer.trainable_variables + self.trainer.non_trainable_variables
 
     def weights(self):
-        import keras
+        from ..distributed import host_array
 
-        return [keras.ops.convert_to_numpy(v) for v in self._variables()]
+        return [host_array(v.value) for v in self._variables()]
 
     def set_weights(self, values) -> None:
         for ref, value in zip(self._variables(), values):

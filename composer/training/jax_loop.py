@@ -23,7 +23,10 @@ model saves and reloads as before; only the feed and the dispatch change:
 - prediction (validation every epoch) runs in large fixed-size batches on the device;
 - under ``distribution: data_parallel`` on one process the rows are replicated and every batch is
   sharded over the devices' ``batch`` axis (a sharding constraint inside the step), so XLA
-  all-reduces the gradients as under Keras's own DataParallel.
+  all-reduces the gradients as under Keras's own DataParallel;
+- under ``distribution: model_parallel`` the same, on the mesh's batch axis; every variable keeps
+  the layout Keras gave it (a large table's rows split over the model axis, its optimizer slots
+  alike): the jitted steps return the state with the shardings it came in with.
 """
 from __future__ import annotations
 
@@ -100,9 +103,11 @@ class ScanLoop:
         first = jax.tree.map(lambda a: a[: min(self.batch_size, self.rows)], self.host)
         trainer._symbolic_build(data_batch=first)  # the optimizer's slots, as fit builds them
         self.state = self._read_state()
+        self.state_shardings = self._state_shardings(self.state)
+        self.state = self._place(self.state)
         self.device = self._put(self.host) if self.resident else None
-        self._scan = jax.jit(self._scan_steps, static_argnums=3, donate_argnums=0)
-        self._step = jax.jit(self._one_step, donate_argnums=0)
+        self._scan = jax.jit(self._scan_steps, static_argnums=3, donate_argnums=0, out_shardings=self.state_shardings)
+        self._step = jax.jit(self._one_step, donate_argnums=0, out_shardings=self.state_shardings)
         self._permutation = jax.jit(self._draw_permutation, static_argnums=1)
         self._predict = jax.jit(self._predict_batch, static_argnums=4)
         self._kept = {}
@@ -111,6 +116,20 @@ class ScanLoop:
         self._metric_zeros = [np.asarray(v.value) for v in trainer.metrics_variables]
 
     # -- state ---------------------------------------------------------------------------
+    def _state_shardings(self, state):
+        """Under a distribution, each state array's sharding on the mesh (a variable made outside
+        the distribution's scope, e.g. the optimizer's step counter, replicated); None without."""
+        if self.shardings is None:
+            return None
+        from jax.sharding import NamedSharding
+
+        mesh = self.shardings[0].mesh
+        return jax.tree.map(lambda a: a.sharding if isinstance(a.sharding, NamedSharding) and a.sharding.mesh == mesh
+                            else self.shardings[0], state)
+
+    def _place(self, state):
+        return state if self.state_shardings is None else jax.device_put(state, self.state_shardings)
+
     def _read_state(self):
         t = self.trainer
         return ([v.value for v in t.trainable_variables], [v.value for v in t.non_trainable_variables],
@@ -126,7 +145,7 @@ class ScanLoop:
 
     def reload(self) -> None:
         """Read the state back from the Keras variables (after a checkpoint was loaded into them)."""
-        self.state = self._read_state()
+        self.state = self._place(self._read_state())
 
     def weights(self):
         """A copy of the model's weights (trainable and non-trainable): early stopping's best."""
@@ -134,8 +153,8 @@ class ScanLoop:
 
     def set_weights(self, values) -> None:
         n = len(self.state[0])
-        self.state = ([jnp.asarray(v) for v in values[:n]], [jnp.asarray(v) for v in values[n:]],
-                      self.state[2], self.state[3])
+        self.state = self._place(([jnp.asarray(v) for v in values[:n]], [jnp.asarray(v) for v in values[n:]],
+                                  self.state[2], self.state[3]))
 
     # -- the jitted pieces ---------------------------------------------------------------
     def _put(self, tree):
@@ -186,7 +205,7 @@ class ScanLoop:
         """Train one epoch in place; returns the epoch's logs (mean loss, per-task losses and
         weights, as Keras fit logs them). ``should_stop()`` is asked between dispatches."""
         t, o = self.state[:2], self.state[2]
-        self.state = (*t, o, [jnp.asarray(z) for z in self._metric_zeros])
+        self.state = self._place((*t, o, [jnp.asarray(z) for z in self._metric_zeros]))
         perm = self.permutation(epoch)
         if self.resident:
             self._train_rows(self.device, perm, self.rows, should_stop)

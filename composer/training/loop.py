@@ -29,7 +29,7 @@ def valid_loss(exp: Experiment, y, w, pred) -> dict[str, float]:
     import keras
 
     trainer = exp.trainer
-    total, losses = trainer.plan_loss(y, {t: np.asarray(pred[t], dtype="float32") for t in trainer.tasks}, w)
+    total, losses = trainer.plan_loss(y, {t: np.asarray(pred[t], dtype="float32") for t in trainer.outputs_read}, w)
     per_task = {f"val_loss_{t}": float(keras.ops.convert_to_numpy(v)) for t, v in zip(trainer.tasks, losses)}
     return {"val_loss": float(keras.ops.convert_to_numpy(total)), **per_task}
 
@@ -108,10 +108,10 @@ def _shared_layers(exp):
     PE-LTR's shared parameters theta (every shared block)."""
     plan, graph = exp.plan, exp.graph
     tasks = [t.task for t in plan.trained]
-    if plan.fusion == "gradnorm":
+    if plan.fusion in ("gradnorm", "mgda"):  # MGDA-UB: the shared representation is this block's output
         nid = plan.params.get("shared_layer") or graph.last_shared_layer(tasks)
         nids = [nid] if nid else []
-    elif plan.fusion == "pareto":
+    elif plan.fusion in ("pareto", "pcgrad", "cagrad", "nash_mtl", "aligned_mtl", "metabalance"):
         nids = [n for n in graph.shared_nodes(tasks) if graph.nodes[n].params]
     else:
         return []

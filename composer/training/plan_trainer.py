@@ -1,7 +1,8 @@
 """Executes a LossPlan: per-task masked losses and their fusion during training.
 
 ``PlanTrainer`` wraps the compiled (functional) model for training only; the saved and served
-artefact stays the plain functional model. Loss-only strategies (fixed, uncertainty) live in
+artefact stays the plain functional model. Loss-only strategies (fixed, uncertainty; DWA, RLW,
+FAMO and ESCM2's counterfactual risks from composer/training/loss_strategies.py) live in
 ``compute_loss``, which every Keras backend runs; gradient strategies (GradNorm, PE-LTR) need
 per-task gradients, so they have their own ``train_step``: TensorFlow's below, JAX's in
 composer/training/jax_steps.py (the same math); under another backend ``PlanTrainer`` refuses them with a
@@ -15,10 +16,14 @@ import numpy as np
 from keras import ops
 
 from ..fusion_math import pareto_weights
+from . import loss_strategies
 
-GRADIENT_STRATEGIES = ("gradnorm", "pareto")
+GRADIENT_STRATEGIES = ("gradnorm", "pareto", "pcgrad", "cagrad", "mgda", "nash_mtl", "aligned_mtl", "metabalance")
 GRADIENT_BACKENDS = ("tensorflow", "jax")  # backends with a per-task gradient train_step
-_STRATEGY_NAMES = {"gradnorm": "GradNorm", "pareto": "PE-LTR (pareto)"}
+_STRATEGY_NAMES = {"gradnorm": "GradNorm", "pareto": "PE-LTR (pareto)", "pcgrad": "PCGrad", "cagrad": "CAGrad",
+                   "mgda": "MGDA-UB", "nash_mtl": "Nash-MTL", "aligned_mtl": "Aligned-MTL",
+                   "metabalance": "MetaBalance"}
+_GRADIENT_RULES = GRADIENT_STRATEGIES[2:]  # composer/training/gradient_strategies.py
 
 
 def check_backend(fusion: str) -> None:
@@ -60,7 +65,8 @@ class PlanTrainer(keras.Model):
             init = plan.params.get("initial_log_variance", 0.0)
             self.log_variance = self.add_weight(name="log_variance", shape=(n,),
                                                 initializer=keras.initializers.Constant(init))
-        start = fixed if self.fusion == "fixed" else [1.0] * n if self.fusion == "gradnorm" else [1.0 / n] * n
+        start = (fixed if self.fusion == "fixed" else [1.0] * n if self.fusion in ("gradnorm",) + _GRADIENT_RULES
+                 else [1.0 / n] * n)
         self.task_weights = self.add_weight(name="task_weights", shape=(n,), trainable=False,
                                             initializer=keras.initializers.Constant(start))
         if self.fusion == "gradnorm":
@@ -68,10 +74,16 @@ class PlanTrainer(keras.Model):
                                                   initializer="zeros")
         self.step_counter = self.add_weight(name="step", shape=(), dtype="int32", trainable=False,
                                             initializer="zeros")
+        self.strategy = loss_strategies.strategy_for(self)  # DWA, RLW, FAMO: their state; else None
+        self.risks = {t.task: t.risk for t in plan.trained if t.risk}  # ESCM2's counterfactual risks
         self.trackers = {"loss": keras.metrics.Mean(name="loss")}
         for t in self.tasks:
             self.trackers[f"loss_{t}"] = keras.metrics.Mean(name=f"loss_{t}")
             self.trackers[f"weight_{t}"] = keras.metrics.Mean(name=f"weight_{t}")
+        if self.fusion in _GRADIENT_RULES:
+            from . import gradient_strategies
+
+            gradient_strategies.add_state(self)  # MetaBalance's norm averages; cos_<a>_<b> trackers
 
     @property
     def metrics(self):
@@ -85,6 +97,9 @@ class PlanTrainer(keras.Model):
         """Masked mean BCE per trained task; 0 (not NaN) for a batch without valid labels."""
         out = []
         for t in self.tasks:
+            if t in self.risks:
+                out.append(loss_strategies.risk_loss(self.risks[t], t, y, y_pred, sample_weight))
+                continue
             label = ops.reshape(ops.cast(y[t], "float32"), (-1,))
             prob = ops.reshape(y_pred[t], (-1,))
             bce = keras.losses.binary_crossentropy(ops.expand_dims(label, -1), ops.expand_dims(prob, -1))
@@ -97,24 +112,32 @@ class PlanTrainer(keras.Model):
             return ops.exp(-self.log_variance)
         return self.task_weights
 
-    def fuse(self, losses):
+    @property
+    def outputs_read(self) -> list[str]:
+        """The model outputs the plan reads: the trained tasks', and a risk's propensity and imputation."""
+        extra = [r[k] for r in self.risks.values() for k in ("propensity", "imputation") if r.get(k)]
+        return list(dict.fromkeys(self.tasks + extra))
+
+    def fuse(self, losses, training=False):
+        if self.strategy is not None:  # training: a step (may draw or update the strategy's state)
+            return self.strategy.fuse(losses, training)
         stacked = ops.stack(losses)
         if self.fusion == "uncertainty":
             # Kendall et al. classification form: exp(-s) L + s / 2 (can be negative)
             return ops.sum(ops.exp(-self.log_variance) * stacked + 0.5 * self.log_variance)
         return ops.sum(self.task_weights * stacked)
 
-    def plan_loss(self, y, y_pred, sample_weight):
+    def plan_loss(self, y, y_pred, sample_weight, training=False):
         """(fused total with the model's regularization terms, per-task losses): the loss the
         plan trains on, for a training batch or, from predictions, the valid split."""
         losses = self.task_losses(y, y_pred, sample_weight)
-        total = self.fuse(losses)
+        total = self.fuse(losses, training)
         if self.net.losses:
             total = total + ops.sum(ops.stack(self.net.losses))
         return total, losses
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        total, losses = self.plan_loss(y, y_pred, sample_weight)
+        total, losses = self.plan_loss(y, y_pred, sample_weight, training=training)
         self._track(total, losses)  # the replica's own mean, as logged
         return _per_replica(total)
 
@@ -125,6 +148,11 @@ class PlanTrainer(keras.Model):
             self.trackers[f"loss_{t}"].update_state(losses[i])
             self.trackers[f"weight_{t}"].update_state(weights[i])
 
+    def end_epoch(self, logs: dict) -> bool:
+        """Between epochs, with the epoch's logs: a loss strategy's epoch-boundary step (DWA's
+        weights); True when the trainer's variables changed."""
+        return self.strategy is not None and self.strategy.end_epoch(logs)
+
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         return self.get_metrics_result()
 
@@ -134,6 +162,12 @@ class PlanTrainer(keras.Model):
         if self.fusion not in GRADIENT_STRATEGIES:
             return super().train_step(*args)
         check_backend(self.fusion)
+        if self.fusion in _GRADIENT_RULES:
+            if keras.backend.backend() == "jax":
+                from .jax_gradient_strategies import train_step
+            else:
+                from .tf_gradient_strategies import train_step
+            return train_step(self, *args)
         if keras.backend.backend() == "jax":
             from .jax_steps import train_step
 

@@ -287,7 +287,7 @@ class StreamFeed(Feed):
 
     def predict_valid(self):
         out = self.exp.model.predict(self.x_valid, verbose=0)
-        return {t: np.asarray(out[t]).reshape(-1) for t in self.exp.tasks}
+        return {t: np.asarray(v).reshape(-1) for t, v in out.items()}  # tasks, and a risk's imputation
 
     def close(self):
         for feed in (self.train, self.x_valid):
