@@ -2,8 +2,9 @@
 
 Every block whose output is a softmax over experts reports its weights on a split's rows: the
 ``gate`` layers (alone, or inside ``omoe``, ``mmoe``, ``cgc``, ``ple`` and ``hmoe``), M2M's
-``meta_attention`` (its weights over the expert views) and HMoE's ``hmoe_fusion`` (its weights
-over the scenario towers). Per gate, and per scenario where the data has one: the mean weight of
+``meta_attention`` (its weights over the expert views), HMoE's ``hmoe_fusion`` (its weights
+over the scenario towers) and SAR-Net's ``scenario_experts`` (its scenario gate over the shared
+experts and the sample's own scenario's). Per gate, and per scenario where the data has one: the mean weight of
 each expert, the mean entropy of a row's weights and the share of rows whose top expert takes
 over 0.9. Every expert pool reports the mean cosine between its experts' outputs. A warning
 names a gate whose one expert takes over 0.9 of a task's weight, and two experts whose outputs
@@ -28,7 +29,7 @@ TOP_WEIGHT = 0.9  # a row whose top expert takes more than this counts as routed
 SAME_OUTPUT_COSINE = 0.95  # two experts whose outputs agree this much are one expert twice
 PROBE_BATCH = 4096
 
-GATE_TYPES = ("gate", "meta_attention", "hmoe_fusion")
+GATE_TYPES = ("gate", "meta_attention", "hmoe_fusion", "scenario_experts")
 SPARSE_TYPES = ("adasparse",)
 
 
@@ -258,6 +259,9 @@ def gate_sites(graph, model) -> list[_Site]:
             experts = _expert_labels(graph, pools) if pools else [str(k) for k in range(node.block.experts)]
         elif node.block.type == "meta_attention":
             experts = _expert_labels(graph, [_ref(graph, nid, "experts")])
+        elif node.block.type == "scenario_experts":
+            experts = ([f"shared:{k}" for k in range(node.block.shared)]
+                       + [f"own scenario:{k}" for k in range(node.block.specific)])
         else:  # hmoe_fusion: one weight per scenario tower, in scenario order
             experts = [f"tower {s}" for s in scenarios]
         family, branch = _family(nid, node, scenarios)
@@ -349,7 +353,8 @@ def gate_weights(exp, x, sites=None, pools=None) -> tuple[dict[str, np.ndarray],
         for s in sites:
             if s.kind != "gate":
                 ins = [out[f"{s.node}#{i}"] for i in range(len(s.layer.input))]
-                w = s.layer.expert_weights(ins) if s.kind == "meta_attention" else s.layer.fusion_weights(ins)
+                w = (s.layer.expert_weights(ins) if s.kind in ("meta_attention", "scenario_experts")
+                     else s.layer.fusion_weights(ins))
                 extra[s.node] = w
         for k in list(chunks):
             if "#" not in k:

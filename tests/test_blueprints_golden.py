@@ -36,6 +36,7 @@ GOLDEN = {
     "mmoe_uncertainty": (8, 44_266, MT),
     "mmoe_gradnorm": (8, 44_266, MT),
     "mmoe_pareto": (8, 44_266, MT),
+    "mmoe_pcgrad": (8, 44_266, MT),
     "mmoe_famo": (8, 44_266, MT),
     "cgc": (10, 52_906, MT),
     "ple": (19, 78_532, MT),

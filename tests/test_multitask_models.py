@@ -161,10 +161,6 @@ def test_aitm_conversion_loss_reaches_the_click_tower_through_the_transfer(aitm)
         assert _zero(click[_layer(model, node).name]), node  # transfer runs forward along the funnel
 
 
-@pytest.mark.xfail(keras.backend.backend() == "jax", strict=True,
-                   reason="PlanTrainer.plan_loss adds self.net.losses; under JAX Keras hands the "
-                   "forward pass's add_loss terms to the trainer (its _losses_override), not to net, "
-                   "so fixed/uncertainty fusion drops them (composer/training/plan_trainer.py)")
 def test_plan_trainer_trains_on_the_calibrator(no_dropout_aitm):
     from composer.blueprint import load_blueprint
     from composer.losses import LossPlan

@@ -100,7 +100,7 @@ def test_sarnet_scenario_2s_parameters_reach_only_scenario_2s_samples(experiment
     def assign(rng):
         for v in (transform.scale, transform.shift):
             _bump_index(v, 2, rng)
-        for v in experts.specific_kernels + experts.specific_biases:
+        for v in experts.specific_experts.kernels + experts.specific_experts.biases:
             _bump_index(v, slice(2 * specific, 3 * specific), rng)
         for tower in towers:
             for v in tower.kernels + tower.biases:
@@ -218,3 +218,29 @@ def test_inspect_reports_adasparse_sparsity_per_scenario_and_layer(tmp_path):
     assert "model 'adasparse' has no gates" in text
     assert "pruned neurons of sparse (adasparse): share of each layer's neurons whose factor pi is below epsilon 0.1" in text
     assert "layer 1 (64)" in text and "scenario=tab2" in text
+
+
+def test_inspect_reports_the_sarnet_scenario_gate(tmp_path):
+    """SAR-Net's gate is a gate: `composer inspect` shows its mean weight on the shared experts
+    and the sample's own scenario's experts, per scenario: softmax(W_g d + b_g) on the rows."""
+    from composer.cli import main
+    from composer.inspect_gates import inspect, split_rows
+
+    out = tmp_path / "run"
+    assert main(["train", str(ROOT / "blueprints" / "sarnet.yaml"), "--data", "synthetic-msl:rows=1500",
+                 "--epochs", "1", "--out", str(out), "--verbose", "0"]) == 0
+    exp = training.load_run(str(out))
+    ins = inspect(exp, "valid")
+    [gate] = ins.gates
+    assert (gate.node, gate.kind) == ("experts", "scenario_experts")
+    assert gate.experts == ["shared:0", "shared:1", "shared:2", "shared:3", "own scenario:0", "own scenario:1"]
+    layer = exp.model.get_layer("experts")
+    frame = split_rows(exp, "valid")
+    d = keras.ops.convert_to_numpy(keras.Model(exp.model.input, layer.input[1])(exp.pre.pack(frame, exp.graph.layout)))
+    z = d @ keras.ops.convert_to_numpy(layer.gate_kernel) + keras.ops.convert_to_numpy(layer.gate_bias)
+    w = np.exp(z - z.max(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(gate.overall.mean, w.mean(axis=0), atol=1e-6)
+    values = frame["scenario"].astype("string").to_numpy()
+    for v, stats in gate.scenarios.items():
+        np.testing.assert_allclose(stats.mean, w[values == v].mean(axis=0), atol=1e-6)

@@ -11,30 +11,11 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from .experts import ExpertPool
 from .scenario import ScenarioTowers, StarFCN, scenario_one_hot
 
 PRUNER_FORMS = ("scaling", "binarization", "fusion")
 TOWER_KINDS = ("star", "separate")
-
-
-def _stacked_mlp(layer, name, count, in_dim, units):
-    """Kernels ``(count, in, out)`` and biases ``(count, out)`` of ``count`` MLPs side by side."""
-    kernels, biases, prev = [], [], in_dim
-    for i, width in enumerate(units):
-        kernels.append(layer.add_weight(name=f"{name}_kernel_{i}", shape=(count, prev, width),
-                                        initializer="glorot_uniform"))
-        biases.append(layer.add_weight(name=f"{name}_bias_{i}", shape=(count, width), initializer="zeros"))
-        prev = width
-    return kernels, biases
-
-
-def _run_stacked(x, kernels, biases, activation):
-    """x (B, in) through each of the stacked MLPs: (B, count, units[-1])."""
-    h = ops.einsum("bi,eio->beo", x, kernels[0]) + biases[0][None]
-    h = activation(h)
-    for kernel, bias in zip(kernels[1:], biases[1:]):
-        h = activation(ops.einsum("bei,eio->beo", h, kernel) + bias[None])
-    return h
 
 
 @keras.saving.register_keras_serializable(package="composer")
@@ -155,8 +136,9 @@ class ScenarioExperts(keras.layers.Layer):
     ``shared + specific`` experts whose weights come from the gate input (the scenario
     embedding): ``out = sum_k softmax(W_g g + b_g)_k e_k``.
 
-    Every scenario's experts are computed and each sample keeps its own (one-hot), so another
-    scenario's experts never get a sample's gradient.
+    The experts are two :class:`~composer.layers.experts.ExpertPool` s (the shared ones, and
+    every scenario's side by side); every scenario's experts are computed and each sample keeps
+    its own (one-hot), so another scenario's experts never get a sample's gradient.
 
     Args:
         scenarios: number of scenarios S.
@@ -179,9 +161,12 @@ class ScenarioExperts(keras.layers.Layer):
 
     def build(self, input_shape):
         d, g = int(input_shape[0][-1]), int(input_shape[1][-1])
-        self.shared_kernels, self.shared_biases = _stacked_mlp(self, "shared", self.shared, d, self.units)
-        self.specific_kernels, self.specific_biases = _stacked_mlp(
-            self, "specific", self.scenarios * self.specific, d, self.units)
+        self.shared_experts = ExpertPool(self.shared, self.units, activation=self.activation,
+                                         dtype=self.dtype_policy, name="shared")
+        self.specific_experts = ExpertPool(self.scenarios * self.specific, self.units, activation=self.activation,
+                                           dtype=self.dtype_policy, name="specific")  # scenario s: s*specific, ...
+        for pool in (self.shared_experts, self.specific_experts):
+            pool.build((None, d))
         self.gate_kernel = self.add_weight(name="gate_kernel", shape=(g, self.shared + self.specific),
                                            initializer="glorot_uniform")
         self.gate_bias = self.add_weight(name="gate_bias", shape=(self.shared + self.specific,),
@@ -195,12 +180,9 @@ class ScenarioExperts(keras.layers.Layer):
         """``(batch, shared + specific, units[-1])``: the shared experts, then the sample's own
         scenario's experts."""
         x, _, scenario = inputs
-        act = keras.activations.get(self.activation)
-        shared = _run_stacked(x, self.shared_kernels, self.shared_biases, act)
-        every = _run_stacked(x, self.specific_kernels, self.specific_biases, act)
-        every = ops.reshape(every, (-1, self.scenarios, self.specific, self.units[-1]))
+        every = ops.reshape(self.specific_experts(x), (-1, self.scenarios, self.specific, self.units[-1]))
         own = ops.einsum("bs,bsku->bku", scenario_one_hot(scenario, self.scenarios, x.dtype), every)
-        return ops.concatenate([shared, own], axis=1)
+        return ops.concatenate([self.shared_experts(x), own], axis=1)
 
     def call(self, inputs):
         weights = self.expert_weights(inputs)

@@ -132,8 +132,12 @@ class PlanTrainer(keras.Model):
         plan trains on, for a training batch or, from predictions, the valid split."""
         losses = self.task_losses(y, y_pred, sample_weight)
         total = self.fuse(losses, training)
-        if self.net.losses:
-            total = total + ops.sum(ops.stack(self.net.losses))
+        # the trainer's own `losses`, not `self.net.losses`: under JAX, Keras hands the forward
+        # pass's add_loss terms (AITM's calibrator, DSelect-k's entropy, AdaSparse's sparsity) to
+        # the outer model being trained, so the net's list reads empty inside the stateless step
+        net_losses = self.losses
+        if net_losses:
+            total = total + ops.sum(ops.stack(net_losses))
         return total, losses
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):

@@ -124,9 +124,9 @@ def test_scenario_experts_match_numpy():
     _randomise(layer)
     w = _w(layer)
 
-    def mlp(v, prefix, e):
-        h = _relu(v @ w[f"{prefix}_kernel_0"][e] + w[f"{prefix}_bias_0"][e])
-        return _relu(h @ w[f"{prefix}_kernel_1"][e] + w[f"{prefix}_bias_1"][e])
+    def mlp(v, pool, e):
+        h = _relu(v @ w[f"{pool}/kernel_0"][e] + w[f"{pool}/bias_0"][e])
+        return _relu(h @ w[f"{pool}/kernel_1"][e] + w[f"{pool}/bias_1"][e])
 
     expected = []
     for i, s in enumerate(ids[:, 0]):
@@ -141,7 +141,7 @@ def test_scenario_experts_never_train_another_scenarios_experts():
     x, g = _x((6, 4)), _x((6, 3), seed=2)
     ids = np.zeros((6, 1), "int32")  # every sample is scenario 0
     layer([x, g, ids])
-    kernel = layer.specific_kernels[0]  # (S * specific, in, out): scenario s owns rows 2s, 2s+1
+    kernel = layer.specific_experts.kernels[0]  # (S * specific, in, out): scenario s owns rows 2s, 2s+1
     (grad,) = gradients(lambda: keras.ops.sum(layer([x, g, ids])), [], [kernel])
     assert np.abs(grad[:2]).sum() > 0
     np.testing.assert_array_equal(grad[2:], 0.0)
