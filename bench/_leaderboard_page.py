@@ -260,9 +260,12 @@ def scenario_page(runs: Mapping[str, list[dict]], baseline: str, meta: Mapping, 
         m = first.scenarios[s].get(task)
         return (m.n, m.positives) if m else (0, 0)
 
+    rows_small, pos_small = (sum(n_of(s)[i] for s in small) for i in (0, 1))
     small_note = (f"**small** = the {len(small)} {name}s with under {small_share:.0%} of the train rows "
                   f"({', '.join(small) or 'none'}); **small mean** = the mean over those where the metric "
-                  f"exists (the same {name}s for every model: n/a depends on the labels only).")
+                  f"exists (the same {name}s for every model: n/a depends on the labels only). Together they "
+                  f"hold {rows_small:,} test rows and {pos_small:,} {task} positives: their AUCs rest on a "
+                  f"handful of rows, which the paired intervals (seed noise only) do not cover.")
     for metric in ("auc", "gauc"):
         lines += [f"## {task} {metric.upper()} per {name}, mean ± std over seeds", ""]
         if metric == "auc":

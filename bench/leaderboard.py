@@ -331,7 +331,8 @@ def main(argv=None) -> int:
              ("seeds", f"{len(seeds)} ({', '.join(map(str, seeds))}): run i of every model uses seed "
                        f"{args.seed}+i, as `composer compare --seeds {len(seeds)}`"),
              ("baseline", args.baseline),
-             ("generated", f"{time.strftime('%Y-%m-%d %H:%M %Z')}, composer at git {_git_head()}"),
+             ("page written", f"{time.strftime('%Y-%m-%d %H:%M %Z')}, composer at git {_git_head()} (cached "
+                              f"runs may be older)"),
              ("models", f"{len(runs)} on the board ({len(failed)} failed or not trained yet; those not on this "
                         f"board are listed at the end), discovered from "
                         f"{os.path.relpath(args.blueprints, ROOT)}/*.yaml"),

@@ -41,7 +41,7 @@ def blueprint_text(loss: str, tasks: int = 2) -> str:
 
 
 # -- the script side (one backend per process) ---------------------------------------------------
-def _reference_grads(trainer, x, y, w, with_rep: bool):
+def _reference_grads(trainer, x, y, w):
     """Per task: (gradients of every trainable variable, gradient w.r.t. the shared representation)."""
     import keras
     import numpy as np
@@ -94,7 +94,8 @@ def _one_step(trainer, x, y, w):
 
     if keras.backend.backend() == "tensorflow":
         trainer.train_step((x, y, w))
-        return [np.asarray(v.numpy(), "float64") for v in trainer.trainable_variables], np.asarray(trainer.task_weights.numpy())
+        weights = [np.asarray(v.numpy(), "float64") for v in trainer.trainable_variables]
+        return weights, np.asarray(trainer.task_weights.numpy())
     import jax
 
     state = ([v.value for v in trainer.trainable_variables], [v.value for v in trainer.non_trainable_variables],
@@ -166,7 +167,7 @@ def check(fusion: str, tasks: int, tmp: str) -> dict:
     start = [keras.ops.convert_to_numpy(v) for v in trainer.trainable_variables]
     shared_ids = {id(v) for layer in trainer.shared_layers for v in layer.trainable_variables}
     shared = [i for i, v in enumerate(trainer.trainable_variables) if id(v) in shared_ids]
-    ref = _reference_grads(trainer, x, y, w, fusion == "mgda")
+    ref = _reference_grads(trainer, x, y, w)
     update, weights = _expected_update(fusion, exp.plan.params, trainer, ref, shared)
     after, logged = _one_step(trainer, x, y, w)
     scale = max(np.abs(u).max() for u in update) * LR
@@ -275,4 +276,5 @@ if __name__ == "__main__":
     if sys.argv[1] == "train":
         train_all(sys.argv[2])
         sys.exit(0)
-    print(json.dumps({f"{fusion}/{tasks}": check(fusion, tasks, sys.argv[1]) for fusion in STRATEGIES for tasks in TASKS}))
+    print(json.dumps({f"{fusion}/{tasks}": check(fusion, tasks, sys.argv[1])
+                      for fusion in STRATEGIES for tasks in TASKS}))

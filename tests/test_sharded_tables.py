@@ -115,3 +115,25 @@ def test_tensorflow_refuses_model_parallel_with_the_reason(blueprint):
         "'tensorflow'): Keras 3's TensorFlow distribution backend is an unfinished prototype (marked 'DO NOT "
         "USE', with no distribute_tensor), so ModelParallel cannot lay variables out under TensorFlow; run with "
         "KERAS_BACKEND=jax, or distribution: mirrored (every table replicated)")
+
+
+def test_two_processes_with_a_model_axis_each_train_like_one_process(blueprint, tmp_path):
+    """Two worker processes of 2 virtual devices each, a (2 batch x 2 model) mesh with the model
+    axis inside each process (Keras fit, as every multi-process run), against one process of 4
+    devices on the same mesh under --loop fit: the same losses, identical weights on both workers."""
+    import re
+
+    def train(devices, *extra):
+        env = {**ENV, "KERAS_BACKEND": "jax", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+        return composer("train", blueprint, "--data", "synthetic:rows=2000", "--epochs", "2", "--batch-size", "256",
+                        "--distribution", "model_parallel", "--model-axis", "2", *extra, env=env, timeout=600)
+
+    two = train(2, "--workers", "2", "--out", tmp_path / "two")
+    assert two.returncode == 0, two.stdout[-2000:] + two.stderr[-2000:]
+    assert "(2 batch x 2 model) mesh in 2 processes" in two.stdout
+    assert "every worker ended with identical weights" in two.stdout
+    worker_loss = float(re.search(r"worker 0/2: last epoch loss (\S+);", two.stdout).group(1))
+    one = train(4, "--loop", "fit", "--out", tmp_path / "one")
+    assert one.returncode == 0, one.stderr[-2000:]
+    last = [line for line in one.stdout.splitlines() if line.startswith("epoch 2/2")][0]
+    np.testing.assert_allclose(worker_loss, float(re.search(r" loss: (\S+) ", last).group(1)), rtol=1e-4)

@@ -10,10 +10,13 @@ never concatenated, copied or projected one by one; the paper's explicit loops l
 composer/gradient_math.py, the NumPy reference these rules are tested against.
 
 Two kinds:
-- surgery (pcgrad, cagrad, metabalance): the shared parameters get a^T G (+ the gradient of the
-  model's own regularization losses), every other parameter the plain gradient of sum_t L_t;
+- surgery (pcgrad, cagrad, metabalance): the shared parameters get a^T G, every other parameter the
+  plain gradient of sum_t L_t;
 - weighting (mgda, nash_mtl, aligned_mtl): a multiplies the losses, every parameter gets the
   gradient of sum_t a_t L_t (Nash-MTL then clips the shared gradient's norm, as the official code).
+Both add the gradient of the model's own regularization (add_loss) terms. The steps take each
+task's gradient on EVERY variable (T backward passes after one forward) and combine them here,
+rather than a further backward pass of the combined loss: one backward pass fewer per step.
 """
 from __future__ import annotations
 
@@ -214,7 +217,8 @@ def coefficients(trainer, gram, losses, step, norms=None, averages=None):
         a = pcgrad_coefficients(gram, pcgrad_order(step, n, p.get("seed", 0)))
         return a, ops.ones((n,), dtype=gram.dtype), None
     if trainer.fusion == "cagrad":
-        a, w = cagrad_coefficients(gram, p.get("c", 0.4), p.get("rescale", 1), p.get("steps", gradient_math.CAGRAD_STEPS))
+        a, w = cagrad_coefficients(gram, p.get("c", 0.4), p.get("rescale", 1),
+                                   p.get("steps", gradient_math.CAGRAD_STEPS))
         return a, w, None
     if trainer.fusion == "mgda":
         a = mgda_coefficients(gram, losses, p.get("normalization", "none"), p.get("steps", gradient_math.MGDA_STEPS))
@@ -230,10 +234,13 @@ def coefficients(trainer, gram, losses, step, norms=None, averages=None):
     return a, ops.mean(a, axis=1), new
 
 
-def surgery_correction(a, rows, index: int):
-    """What turns the shared tensor's plain gradient sum_t g_t (+ regularization) into a^T G
-    (+ regularization): (a - 1)^T G, with a per tensor for MetaBalance."""
-    coef = (a[:, index] if len(a.shape) == 2 else a) - 1.0
+def combine(fusion: str, a, rows, shared_index: int | None):
+    """One variable's update from its per-task gradients ``rows`` (T, *shape): a^T G for a
+    weighting rule and for a shared variable under a surgery rule (a per tensor for MetaBalance),
+    the plain sum for a task-specific one under a surgery rule."""
+    if fusion in SURGERY and shared_index is None:
+        return ops.sum(rows, axis=0)
+    coef = a[:, shared_index] if len(a.shape) == 2 else a
     return ops.tensordot(coef, rows, axes=1)
 
 

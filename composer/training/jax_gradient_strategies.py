@@ -3,11 +3,11 @@
 gradient_strategies.py). Stateless like composer/training/jax_steps.py: values come from
 ``state`` and go to the new state, never assigned.
 
-One forward pass (``jax.vjp``); each task's gradient on the shared tensors (MGDA-UB: on the shared
-representation Z, reached by adding a zero input to Z and differentiating by it) is one pullback
-per unit cotangent, vmapped; XLA drops what no rule reads. Then one more pullback: the losses
-weighted by the coefficients (weighting rules) or their sum with the shared part corrected to the
-rule's combination (surgery rules).
+One forward pass (``jax.vjp``), then each task's gradient on every variable (and, for MGDA-UB, on
+the shared representation Z, reached by adding a zero input to Z and differentiating by it) by
+one pullback per unit cotangent, vmapped; the rule's coefficients combine them per variable
+(gradient_strategies.combine), so no further backward pass is needed (one more, only for a model
+with add_loss terms, gives their own gradient).
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ def train_step(trainer, state, data):
     step = non_trainable[nt_index["step_counter"]]
     n = len(trainer.tasks)
     mgda = trainer.fusion == "mgda"
+    has_extra = [False]  # set while tracing: does the model have add_loss terms?
 
     def forward(values, shift):
         def run():
@@ -37,6 +38,7 @@ def train_step(trainer, state, data):
                                                                training=True)
             losses = jnp.stack(trainer.task_losses(y, y_pred, sw))
             extra = jnp.sum(jnp.stack(net_losses)) if net_losses else jnp.zeros((), losses.dtype)
+            has_extra[:] = [bool(net_losses)]
             return (losses, extra), new_nt
 
         if shift is None:
@@ -56,7 +58,7 @@ def train_step(trainer, state, data):
         shift = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(capture))
     (losses, extra), pullback, new_non_trainable = jax.vjp(forward, list(trainable), shift, has_aux=True)
     units = (jnp.eye(n, dtype=losses.dtype), jnp.zeros((n,), extra.dtype))
-    param_rows, shift_rows = jax.vmap(pullback)(units)
+    param_rows, shift_rows = jax.vmap(pullback)(units)  # each task's gradient on every variable (and Z)
     rows = jax.tree.leaves(shift_rows) if mgda else [param_rows[i] for i in shared]
     gram = rules.gram_of(rows)
     if trainer.fusion == "metabalance":
@@ -69,21 +71,20 @@ def train_step(trainer, state, data):
         logged, new_averages = a, None
     else:
         a, logged, new_averages = rules.coefficients(trainer, gram, losses, step)
-    a = jax.lax.stop_gradient(a)
-    if trainer.fusion in rules.WEIGHTING:
-        grads, _ = pullback((a.astype(losses.dtype), jnp.ones_like(extra)))
-        grads = list(grads)
-        total = jnp.sum(a * losses) + extra
-        if trainer.fusion == "nash_mtl":
-            clipped = rules.clip_by_global_norm([grads[i] for i in shared], trainer.plan.params.get("max_norm", 1.0))
-            for i, g in zip(shared, clipped):
-                grads[i] = g
+    a = jax.lax.stop_gradient(a).astype(losses.dtype)
+    if mgda:  # the rows were Z's (XLA drops the unused parameter rows): one pullback of sum_t a_t L_t
+        grads = list(pullback((a, jnp.ones_like(extra)))[0])
     else:
-        grads, _ = pullback((jnp.ones_like(losses), jnp.ones_like(extra)))
-        grads = list(grads)
-        for k, i in enumerate(shared):
-            grads[i] = grads[i] + rules.surgery_correction(a, rows[k], k)
-        total = jnp.sum(losses) + extra
+        position = {i: k for k, i in enumerate(shared)}
+        grads = [rules.combine(trainer.fusion, a, g, position.get(i)) for i, g in enumerate(param_rows)]
+        if has_extra[0]:  # the add_loss terms' own gradient: one more pullback, only where a model has them
+            extra_grads, _ = pullback((jnp.zeros_like(losses), jnp.ones_like(extra)))
+            grads = [g + e for g, e in zip(grads, extra_grads)]
+    if trainer.fusion == "nash_mtl":
+        clipped = rules.clip_by_global_norm([grads[i] for i in shared], trainer.plan.params.get("max_norm", 1.0))
+        for i, g in zip(shared, clipped):
+            grads[i] = g
+    total = (jnp.sum(losses) if trainer.fusion in rules.SURGERY else jnp.sum(a * losses)) + extra
 
     new_trainable, new_optimizer_vars = trainer.optimizer.stateless_apply(optimizer_vars, grads, trainable)
     new_non_trainable = list(new_non_trainable)

@@ -125,6 +125,8 @@ class PlanTrainer(keras.Model):
         if self.fusion == "uncertainty":
             # Kendall et al. classification form: exp(-s) L + s / 2 (can be negative)
             return ops.sum(ops.exp(-self.log_variance) * stacked + 0.5 * self.log_variance)
+        if self.fusion in ("pcgrad", "cagrad", "metabalance"):  # their logged weights are diagnostics
+            return ops.sum(stacked)
         return ops.sum(self.task_weights * stacked)
 
     def plan_loss(self, y, y_pred, sample_weight, training=False):
