@@ -356,9 +356,10 @@ class _Builder:
                     "point the output at a tower (logit) or a predict block"))
 
     def _check_shared_layer(self, graph):
-        """GradNorm's W names a block with weights every task with a loss depends on."""
+        """GradNorm's W (MGDA-UB's shared representation) names a block with weights every task
+        with a loss depends on."""
         loss = self.bp.loss
-        if loss.fusion != "gradnorm" or self.problems:
+        if loss.fusion not in ("gradnorm", "mgda") or self.problems:
             return
         tasks = [t.name for t in self.bp.tasks if t.loss]
         name = loss.shared_layer
@@ -367,7 +368,7 @@ class _Builder:
                 _, why = graph.shared_layer_choice(tasks)
                 own = [n for n in graph.shared_nodes(tasks) if graph.nodes[n].params]
                 self.problems.append(self._error(
-                    ("loss", "fusion"), f"gradnorm needs a shared layer W, but {why}",
+                    ("loss", "fusion"), f"{loss.fusion} needs a shared layer W, but {why}",
                     ("set loss.shared_layer to one of them to use it anyway, or " if own else "")
                     + "use fusion: fixed or uncertainty"))
             return
@@ -383,7 +384,7 @@ class _Builder:
             self.problems.append(self._error(
                 ("loss", "shared_layer"), f"'{name}' is not shared: {', '.join(missing)} "
                 f"{'does' if len(missing) == 1 else 'do'} not depend on it",
-                "GradNorm compares every task's gradient on W"
+                f"{'GradNorm' if loss.fusion == 'gradnorm' else 'MGDA-UB'} compares every task's gradient on W"
                 + (f"; the default is '{default}' (remove shared_layer)" if default else "")))
 
     def _warn_one_task(self, graph):

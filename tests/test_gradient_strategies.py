@@ -252,6 +252,22 @@ def test_composer_train_logs_weights_and_cosines(backend, tmp_path):
             assert (history[["weight_click", "weight_like"]] != 1.0).any().any(), fusion
 
 
+@pytest.mark.parametrize("loss, message", [
+    ("{fusion: metabalance, main: clik}", "loss.main: 'clik' is not a task with a loss; did you mean 'click'?"),
+    ("{fusion: mgda, shared_layer: tower.click}", "loss.shared_layer: 'tower.click' is not shared: like does not "
+                                                  "depend on it"),
+    ("{fusion: cagrad, c: -1}", "loss.c: must be greater than or equal to 0"),
+    ("{fusion: pcgrad, sed: 1}", "loss: unknown key 'sed'; did you mean 'seed'?"),
+])
+def test_blueprint_mistakes_are_one_located_line(loss, message, tmp_path):
+    from cli_helpers import composer, one_error_line
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(blueprint_text(loss))
+    line = one_error_line(composer("validate", path))
+    assert line.startswith(f"{path}:") and message in line, line
+
+
 def test_torch_is_refused_in_one_sentence(monkeypatch):
     import keras
 

@@ -29,9 +29,6 @@ from .. import gradient_math
 
 SURGERY = ("pcgrad", "cagrad", "metabalance")
 WEIGHTING = ("mgda", "nash_mtl", "aligned_mtl")
-RULES = SURGERY + WEIGHTING
-NAMES = {"pcgrad": "PCGrad", "cagrad": "CAGrad", "mgda": "MGDA-UB", "nash_mtl": "Nash-MTL",
-         "aligned_mtl": "Aligned-MTL", "metabalance": "MetaBalance"}
 _EPS = 1e-12
 
 

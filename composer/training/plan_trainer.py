@@ -23,7 +23,8 @@ GRADIENT_BACKENDS = ("tensorflow", "jax")  # backends with a per-task gradient t
 _STRATEGY_NAMES = {"gradnorm": "GradNorm", "pareto": "PE-LTR (pareto)", "pcgrad": "PCGrad", "cagrad": "CAGrad",
                    "mgda": "MGDA-UB", "nash_mtl": "Nash-MTL", "aligned_mtl": "Aligned-MTL",
                    "metabalance": "MetaBalance"}
-_GRADIENT_RULES = GRADIENT_STRATEGIES[2:]  # composer/training/gradient_strategies.py
+# their steps: composer/training/{tf,jax}_gradient_strategies.py
+_GRADIENT_RULES = ("pcgrad", "cagrad", "mgda", "nash_mtl", "aligned_mtl", "metabalance")
 
 
 def check_backend(fusion: str) -> None:
