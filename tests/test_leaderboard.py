@@ -123,3 +123,17 @@ def test_tiny_run_caches_and_retrains_stale(tmp_path, capsys):
     assert leaderboard.main(argv) == 0
     out = capsys.readouterr().out
     assert "(2 runs trained, 2 reused" in out and "mmoe (seed 0)" in out and "shared_bottom (seed" not in out
+
+
+def test_bindings_bind_dbmtl_to_kuairand_and_key_the_cache():
+    import leaderboard
+
+    from composer.blueprint import load_blueprint
+    from composer.graph import build_graph
+
+    sets = leaderboard.bindings("dbmtl", "kuairand-pure:rows=50000")
+    assert sets and leaderboard.bindings("dbmtl", "synthetic") == [] and leaderboard.bindings("mmoe", "kuairand-pure") == []
+    bp, _ = load_blueprint(str(ROOT / "blueprints" / "dbmtl.yaml"), data="kuairand-pure", sets=sets)
+    build_graph(bp)  # binds: the relations name kuairand-pure's tasks
+    file = str(ROOT / "blueprints" / "dbmtl.yaml")
+    assert leaderboard.fingerprint(file, "kuairand-pure", {}, sets) != leaderboard.fingerprint(file, "kuairand-pure", {})

@@ -665,13 +665,14 @@ class StreamFit:
                 self.logs[name].add(np.log1p(present))
 
     def result(self):
-        from .preprocess import SKEW_FOR_LOG, Preprocessor
+        from .preprocess import SKEW_FOR_LOG, Preprocessor, admission_counts
 
         pre = Preprocessor(min_count=self.min_count)
         if self.scenario is not None:
             pre.scenario = {"column": self.scenario[0], "values": list(self.scenario[1])}
         for name in self.categorical:
             counts = _merge(self.counts[name])
+            pre.admission[name] = admission_counts(counts, [name], self.min_count, None)  # as in-memory fit
             counts = counts[counts >= self.min_count]
             order = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
             pre.vocabularies[name] = [str(k) for k, _ in order]
